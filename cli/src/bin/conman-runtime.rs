@@ -1,0 +1,270 @@
+//! conman-runtime: an OCI runtime with runc's command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use conman_cli::logging::{LogFormat, Logger};
+use runtime::{CreateOptions, Runtime};
+
+const PROGRAM: &str = "conman-runtime";
+
+#[derive(Parser)]
+#[command(
+    name = PROGRAM,
+    about = "Run OCI containers: a drop-in replacement for runc",
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Directory for container state (use a tmpfs, as the state must not
+    /// outlive a reboot).
+    #[arg(long, global = true, default_value = "/run/conman-runtime")]
+    root: PathBuf,
+
+    /// Write log messages to this file instead of discarding them.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+
+    /// Format of the log file.
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    debug: bool,
+
+    /// Manage cgroups through systemd (not supported yet: rejected).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+
+    /// Print the version and the supported OCI runtime spec version.
+    #[arg(short = 'v', long)]
+    version: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Path to the bundle directory, which holds config.json.
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+
+    /// Unix socket to which the pty master is sent when process.terminal is
+    /// true.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+
+    /// File to which the container init's host pid is written.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+
+    /// Move the rootfs over / and chroot instead of using pivot_root(2).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+
+    /// Do not create a new session keyring for the container.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+
+    /// Pass this many extra descriptors (3 onwards) to the container process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+
+    /// Container id.
+    id: String,
+}
+
+impl CreateArgs {
+    fn options(&self) -> CreateOptions {
+        CreateOptions {
+            bundle: self.bundle.clone(),
+            console_socket: self.console_socket.clone(),
+            pid_file: self.pid_file.clone(),
+            no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container; its process waits until `start`.
+    Create(CreateArgs),
+    /// Start the process of a created container.
+    Start { id: String },
+    /// Create, start and wait for a container, then delete it.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container runs, without waiting for it.
+        #[arg(short = 'd', long)]
+        detach: bool,
+    },
+    /// Print the OCI state of a container as JSON.
+    State { id: String },
+    /// List containers.
+    List {
+        /// Output format.
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: ListFormat,
+        /// Print only the container ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Send a signal (default SIGTERM) to a container's init process.
+    Kill {
+        /// Send the signal to every process in the container's cgroup.
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        /// Signal name (KILL, SIGKILL) or number (9).
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything the runtime made for it.
+    Delete {
+        /// Kill the container first if it is still running.
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// Write a default config.json into the bundle directory.
+    Spec {
+        /// Bundle directory in which config.json is written.
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Write a configuration for running as an unprivileged user.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the OCI features document: what this runtime implements.
+    Features,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.version {
+        println!("{PROGRAM} version {}", env!("CARGO_PKG_VERSION"));
+        println!("spec: {}", runtime::SPEC_VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let mut logger = match Logger::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        Ok(logger) => logger,
+        Err(message) => {
+            eprintln!("{PROGRAM}: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(command) = cli.command else {
+        eprintln!("{PROGRAM}: no command given; run `{PROGRAM} --help` for the list");
+        return ExitCode::from(1);
+    };
+    if cli.systemd_cgroup {
+        logger.fatal(
+            PROGRAM,
+            "--systemd-cgroup is not supported yet: this runtime manages cgroups through cgroupfs only",
+        );
+        return ExitCode::from(1);
+    }
+    let runtime = Runtime::new(&cli.root);
+    match execute(&runtime, command) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(err) => {
+            logger.fatal(PROGRAM, &err.to_string());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(runtime: &Runtime, command: Command) -> runtime::Result<i32> {
+    match command {
+        Command::Create(args) => {
+            runtime.create(&args.id, &args.options())?;
+        }
+        Command::Start { id } => runtime.start(&id)?,
+        Command::Run { create, detach } => return runtime.run(&create.id, &create.options(), detach),
+        Command::State { id } => {
+            let state = runtime.state(&id)?;
+            println!("{}", serde_json::to_string_pretty(&state).expect("state serialises"));
+        }
+        Command::List { format, quiet } => list(runtime, format, quiet)?,
+        Command::Kill { all, id, signal } => {
+            let signal = runtime::signal::parse(&signal)?;
+            runtime.kill(&id, signal, all)?;
+        }
+        Command::Delete { force, id } => runtime.delete(&id, force)?,
+        Command::Spec { bundle, rootless } => write_spec(&bundle, rootless)?,
+        Command::Features => {
+            println!("{}", serde_json::to_string_pretty(&runtime::features::document()).expect("features serialise"));
+        }
+    }
+    Ok(0)
+}
+
+fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> runtime::Result<()> {
+    let mut states = Vec::new();
+    for entry in runtime.list()? {
+        match entry {
+            Ok(state) => states.push(state),
+            Err(err) => eprintln!("{PROGRAM}: {err}"),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for state in &states {
+            let _ = writeln!(out, "{}", state.id);
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => {
+            let _ = writeln!(out, "{}", serde_json::to_string(&states).expect("states serialise"));
+        }
+        ListFormat::Table => {
+            let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<32}", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            for state in &states {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:<10} {:<10} {:<40} {:<32}",
+                    state.id,
+                    state.pid,
+                    state.status,
+                    state.bundle.display(),
+                    state.created
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_spec(bundle: &std::path::Path, rootless: bool) -> runtime::Result<()> {
+    let path = bundle.join("config.json");
+    // SAFETY: getuid and getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let config = runtime::spec::default_config(rootless, uid, gid);
+    let text = serde_json::to_string_pretty(&config).expect("config serialises") + "\n";
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|err| {
+            if err.kind() == std::io::ErrorKind::AlreadyExists {
+                runtime::Error::InvalidArgument(format!("{} already exists; remove it first", path.display()))
+            } else {
+                runtime::Error::io(format!("create {}", path.display()), err)
+            }
+        })?;
+    file.write_all(text.as_bytes())
+        .map_err(|err| runtime::Error::io(format!("write {}", path.display()), err))
+}

@@ -1,0 +1,3 @@
+//! Code shared by the two command-line front ends.
+
+pub mod logging;

@@ -1,0 +1,514 @@
+//! Control groups on v1, v2 and hybrid hosts.
+//!
+//! The runtime creates one directory per container in every mounted
+//! hierarchy, writes the resource limits it supports, and places the init in
+//! all of them before the init runs any code of the container. The paths
+//! created are recorded in the state so that `delete` removes exactly those.
+//!
+//! TODO: the full `linux.resources` set, `update`, and device rules on a pure
+//! cgroup v2 host (they need an eBPF program); until then those fields are
+//! rejected by [`check_resources`].
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+use crate::error::{Context, Error, Result};
+use crate::sys::write_file;
+
+/// Parent of relative and default cgroup paths.
+pub const DEFAULT_PARENT: &str = "/conman";
+
+/// A mounted cgroup hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    /// Controllers of a v1 hierarchy (`cpu`, `memory`, `name=systemd`…);
+    /// empty for the v2 hierarchy.
+    pub controllers: Vec<String>,
+    /// Whether this is the cgroup v2 (unified) hierarchy.
+    pub unified: bool,
+}
+
+impl Hierarchy {
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.iter().any(|c| c == controller)
+    }
+}
+
+/// Lists the cgroup hierarchies mounted on this host, from
+/// /proc/self/mountinfo.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let text = fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
+    let mut found: Vec<Hierarchy> = Vec::new();
+    for line in text.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut right_fields = right.split(' ');
+        let fstype = right_fields.next().unwrap_or("");
+        let super_options = right_fields.nth(1).unwrap_or("");
+        let mount_point = match left.split(' ').nth(4) {
+            Some(p) => PathBuf::from(unescape_mountinfo(p)),
+            None => continue,
+        };
+        let hierarchy = match fstype {
+            "cgroup2" => Hierarchy {
+                mount_point,
+                controllers: Vec::new(),
+                unified: true,
+            },
+            "cgroup" => Hierarchy {
+                mount_point,
+                controllers: super_options
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime")
+                            && !o.starts_with("release_agent")
+                            && *o != "clone_children"
+                            && *o != "noprefix"
+                            && *o != "xattr"
+                            && *o != "cpuset_v2_mode"
+                    })
+                    .map(str::to_owned)
+                    .collect(),
+                unified: false,
+            },
+            _ => continue,
+        };
+        // A hierarchy mounted twice is used at its first mount point only.
+        let duplicate = found.iter().any(|h| {
+            h.unified == hierarchy.unified && h.controllers == hierarchy.controllers
+        });
+        if !duplicate {
+            found.push(hierarchy);
+        }
+    }
+    Ok(found)
+}
+
+/// Decodes the octal escapes (`\040` for a space) of mountinfo fields.
+pub fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let value = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Turns `linux.cgroupsPath` into a path relative to each hierarchy's root.
+pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> {
+    let path = match cgroups_path {
+        None => Path::new(DEFAULT_PARENT).join(id),
+        Some(p) if p.as_os_str().is_empty() => Path::new(DEFAULT_PARENT).join(id),
+        Some(p) if p.is_absolute() => p.to_owned(),
+        Some(p) => Path::new(DEFAULT_PARENT).join(p),
+    };
+    for component in path.components() {
+        if matches!(component, std::path::Component::ParentDir) {
+            return Err(Error::InvalidConfig(format!(
+                "\"linux.cgroupsPath\" \"{}\" must not contain \"..\"",
+                path.display()
+            )));
+        }
+    }
+    Ok(path.strip_prefix("/").unwrap_or(&path).to_owned())
+}
+
+/// Rejects resource fields that [`apply_resources`] does not write.
+pub fn check_resources(resources: &LinuxResources) -> Result<()> {
+    let unsupported = |field: &str| {
+        Error::InvalidConfig(format!(
+            "\"linux.resources.{field}\" is set, but this runtime does not support it yet"
+        ))
+    };
+    if let Some(memory) = resources.memory() {
+        if memory.kernel().is_some() {
+            return Err(unsupported("memory.kernel"));
+        }
+        if memory.kernel_tcp().is_some() {
+            return Err(unsupported("memory.kernelTCP"));
+        }
+        if memory.swappiness().is_some() {
+            return Err(unsupported("memory.swappiness"));
+        }
+        if memory.disable_oom_killer().is_some() {
+            return Err(unsupported("memory.disableOOMKiller"));
+        }
+        if memory.use_hierarchy().is_some() {
+            return Err(unsupported("memory.useHierarchy"));
+        }
+        if memory.check_before_update().is_some() {
+            return Err(unsupported("memory.checkBeforeUpdate"));
+        }
+    }
+    if let Some(cpu) = resources.cpu() {
+        if cpu.realtime_runtime().is_some() || cpu.realtime_period().is_some() {
+            return Err(unsupported("cpu.realtime*"));
+        }
+        if cpu.idle().is_some() {
+            return Err(unsupported("cpu.idle"));
+        }
+        if cpu.burst().is_some() {
+            return Err(unsupported("cpu.burst"));
+        }
+    }
+    if resources.block_io().is_some() {
+        return Err(unsupported("blockIO"));
+    }
+    if resources.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(unsupported("hugepageLimits"));
+    }
+    if resources.network().is_some() {
+        return Err(unsupported("network"));
+    }
+    if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(unsupported("rdma"));
+    }
+    if resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(unsupported("unified"));
+    }
+    Ok(())
+}
+
+/// The cgroup directories of one container.
+#[derive(Debug, Default)]
+pub struct Cgroup {
+    pub dirs: Vec<(Hierarchy, PathBuf)>,
+}
+
+impl Cgroup {
+    /// Creates the container's directory in every hierarchy. On failure the
+    /// directories made so far are removed.
+    pub fn create(relative: &Path) -> Result<Cgroup> {
+        let mut cgroup = Cgroup::default();
+        let result = (|| {
+            for hierarchy in hierarchies()? {
+                let path = hierarchy.mount_point.join(relative);
+                if hierarchy.has("cpuset") {
+                    create_cpuset_dirs(&hierarchy.mount_point, relative)?;
+                } else {
+                    fs::create_dir_all(&path)
+                        .context(|| format!("create cgroup {}", path.display()))?;
+                }
+                cgroup.dirs.push((hierarchy, path));
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(cgroup),
+            Err(err) => {
+                let _ = cgroup.remove();
+                Err(err)
+            }
+        }
+    }
+
+    /// Writes the supported resource limits and the device rules.
+    pub fn apply(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        let v1_devices = self.find("devices").is_some();
+        let pure_v2 = self.dirs.iter().all(|(h, _)| h.unified);
+        if let Some(resources) = resources {
+            let has_device_rules = resources.devices().as_ref().is_some_and(|d| !d.is_empty());
+            if has_device_rules && !v1_devices {
+                // TODO: attach an eBPF device program on cgroup v2.
+                return Err(Error::InvalidConfig(
+                    "\"linux.resources.devices\" needs the v1 devices controller, which this host lacks; device rules on cgroup v2 are not supported yet".into(),
+                ));
+            }
+            self.apply_resources(resources, pure_v2)?;
+        }
+        if v1_devices {
+            self.apply_device_rules(resources.and_then(|r| r.devices().as_ref()))?;
+        }
+        Ok(())
+    }
+
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, path)| path.clone()).collect()
+    }
+
+    fn find(&self, controller: &str) -> Option<PathBuf> {
+        self.dirs.iter().find(|(h, _)| h.has(controller)).map(|(_, p)| p.clone())
+    }
+
+    fn unified(&self) -> Option<PathBuf> {
+        self.dirs.iter().find(|(h, _)| h.unified).map(|(_, p)| p.clone())
+    }
+
+    fn write(&self, controller: &str, v1_file: &str, v2_file: &str, value: String) -> Result<()> {
+        if let Some(dir) = self.find(controller) {
+            return write_file(dir.join(v1_file), value.as_bytes());
+        }
+        if let Some(dir) = self.unified() {
+            let file = dir.join(v2_file);
+            if file.exists() {
+                return write_file(file, value.as_bytes());
+            }
+        }
+        Err(Error::InvalidConfig(format!(
+            "the {controller} cgroup controller is not available on this host (needed for \"{v1_file}\" / \"{v2_file}\")"
+        )))
+    }
+
+    fn apply_resources(&self, resources: &LinuxResources, pure_v2: bool) -> Result<()> {
+        let v2 = pure_v2 || self.find("memory").is_none();
+        if let Some(memory) = resources.memory() {
+            if let Some(reservation) = memory.reservation() {
+                self.write("memory", "memory.soft_limit_in_bytes", "memory.low", limit_value(reservation, v2))?;
+            }
+            if let Some(limit) = memory.limit() {
+                self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2))?;
+            }
+            if let Some(swap) = memory.swap() {
+                // v1 takes memory+swap; v2 takes swap alone.
+                let value = if v2 && swap > 0 {
+                    (swap - memory.limit().unwrap_or(0)).max(0).to_string()
+                } else {
+                    limit_value(swap, v2)
+                };
+                self.write("memory", "memory.memsw.limit_in_bytes", "memory.swap.max", value)?;
+            }
+        }
+        if let Some(pids) = resources.pids() {
+            let value = if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() };
+            self.write("pids", "pids.max", "pids.max", value)?;
+        }
+        if let Some(cpu) = resources.cpu() {
+            if let Some(shares) = cpu.shares().filter(|&s| s > 0) {
+                let value = if v2 {
+                    // cgroup v2 weight from v1 shares, as the kernel
+                    // documentation's conversion: [2, 262144] onto [1, 10000].
+                    (1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142).to_string()
+                } else {
+                    shares.to_string()
+                };
+                self.write("cpu", "cpu.shares", "cpu.weight", value)?;
+            }
+            if v2 {
+                if cpu.quota().is_some() || cpu.period().is_some() {
+                    let quota = match cpu.quota() {
+                        Some(q) if q > 0 => q.to_string(),
+                        _ => "max".into(),
+                    };
+                    let period = cpu.period().unwrap_or(100_000);
+                    self.write("cpu", "cpu.cfs_quota_us", "cpu.max", format!("{quota} {period}"))?;
+                }
+            } else {
+                if let Some(period) = cpu.period().filter(|&p| p > 0) {
+                    self.write("cpu", "cpu.cfs_period_us", "cpu.max", period.to_string())?;
+                }
+                if let Some(quota) = cpu.quota().filter(|&q| q != 0) {
+                    self.write("cpu", "cpu.cfs_quota_us", "cpu.max", quota.to_string())?;
+                }
+            }
+            if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
+                self.write("cpuset", "cpuset.cpus", "cpuset.cpus", cpus.to_owned())?;
+            }
+            if let Some(mems) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
+                self.write("cpuset", "cpuset.mems", "cpuset.mems", mems.to_owned())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the device rules of the spec to the v1 devices controller,
+    /// followed by the devices every container needs (as runc and crun
+    /// allow them).
+    fn apply_device_rules(&self, rules: Option<&Vec<LinuxDeviceCgroup>>) -> Result<()> {
+        let Some(dir) = self.find("devices") else {
+            return Ok(());
+        };
+        for rule in rules.into_iter().flatten() {
+            let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
+            write_file(dir.join(file), device_rule(rule).as_bytes())?;
+        }
+        for rule in DEFAULT_ALLOWED_DEVICES {
+            write_file(dir.join("devices.allow"), rule.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Places `pid` in the container's cgroup in every hierarchy.
+    pub fn join(&self, pid: i32) -> Result<()> {
+        for (_, path) in &self.dirs {
+            write_file(path.join("cgroup.procs"), pid.to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Removes the container's cgroup directories, first killing whatever
+    /// still runs in them. Directories already gone are fine.
+    pub fn remove(&self) -> Result<()> {
+        remove_paths(&self.paths())
+    }
+}
+
+const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+fn limit_value(value: i64, v2: bool) -> String {
+    if value < 0 && v2 {
+        "max".into()
+    } else {
+        value.to_string()
+    }
+}
+
+fn device_rule(rule: &LinuxDeviceCgroup) -> String {
+    let kind = match rule.typ() {
+        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
+        Some(LinuxDeviceType::B) => "b",
+        Some(LinuxDeviceType::P) => "p",
+        Some(LinuxDeviceType::A) | None => "a",
+    };
+    let number = |n: Option<i64>| n.filter(|&n| n >= 0).map_or("*".to_owned(), |n| n.to_string());
+    let access = rule.access().as_deref().filter(|a| !a.is_empty()).unwrap_or("rwm");
+    if kind == "a" && rule.major().is_none() && rule.minor().is_none() {
+        return format!("a *:* {access}");
+    }
+    format!("{kind} {}:{} {access}", number(rule.major()), number(rule.minor()))
+}
+
+/// Creates the cpuset directories down to `relative`, copying `cpuset.cpus`
+/// and `cpuset.mems` from the parent into each new one: a v1 cpuset cgroup
+/// starts empty and admits no task until both are set.
+fn create_cpuset_dirs(mount_point: &Path, relative: &Path) -> Result<()> {
+    let mut current = mount_point.to_owned();
+    for component in relative.components() {
+        let parent = current.clone();
+        current.push(component);
+        match fs::create_dir(&current) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io(format!("create cgroup {}", current.display()), err)),
+        }
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = fs::read_to_string(current.join(file)).unwrap_or_default();
+            if own.trim().is_empty() {
+                let inherited = fs::read_to_string(parent.join(file))
+                    .context(|| format!("read {}", parent.join(file).display()))?;
+                write_file(current.join(file), inherited.trim().as_bytes())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Lists the pids in a cgroup directory.
+pub fn procs(dir: &Path) -> Vec<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Lists the pids of a container from its recorded cgroup paths.
+pub fn container_procs(paths: &[PathBuf]) -> Vec<i32> {
+    let mut pids: Vec<i32> = Vec::new();
+    for path in paths {
+        for pid in procs(path) {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Sends `signal` to every process in the container's cgroups.
+pub fn signal_all(paths: &[PathBuf], signal: i32) -> Result<()> {
+    for pid in container_procs(paths) {
+        // SAFETY: kill has no memory effects.
+        if unsafe { libc::kill(pid, signal) } < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                return Err(Error::io(format!("send signal {signal} to pid {pid}"), err));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reports whether the container's v1 freezer or v2 `cgroup.freeze` is set.
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    for path in paths {
+        if let Ok(state) = fs::read_to_string(path.join("freezer.state")) {
+            return state.trim() == "FROZEN";
+        }
+        if let Ok(value) = fs::read_to_string(path.join("cgroup.freeze")) {
+            return value.trim() == "1";
+        }
+    }
+    false
+}
+
+/// Kills what is left in `paths` and removes the directories.
+pub fn remove_paths(paths: &[PathBuf]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let live = container_procs(paths);
+        if !live.is_empty() {
+            signal_all(paths, libc::SIGKILL)?;
+        }
+        let mut busy = None;
+        for path in paths {
+            match fs::remove_dir(path) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => busy = Some((path.clone(), err)),
+            }
+        }
+        match busy {
+            None => return Ok(()),
+            Some((path, err)) if Instant::now() >= deadline => {
+                return Err(Error::io(format!("remove cgroup {}", path.display()), err))
+            }
+            Some(_) => sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_forms() {
+        assert_eq!(container_path(None, "c1").unwrap(), PathBuf::from("conman/c1"));
+        assert_eq!(container_path(Some(Path::new("/a/b")), "c1").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(container_path(Some(Path::new("x")), "c1").unwrap(), PathBuf::from("conman/x"));
+        assert!(container_path(Some(Path::new("/a/../b")), "c1").is_err());
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}

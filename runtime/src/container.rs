@@ -1,0 +1,517 @@
+//! Container lifecycle operations: create, start, state, kill, delete, and
+//! run (create + start + wait).
+//!
+//! `create` runs in the runtime process: it checks the bundle, creates the
+//! state directory and the cgroup, clones the init into its new namespaces,
+//! writes the id mappings, places the init in the cgroup, and waits for the
+//! init to report that the container is set up. The init then waits on the
+//! exec FIFO in the state directory; `start` writes to it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::cgroups::{self, Cgroup};
+use crate::error::{Context, Error, Result};
+use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_READY};
+use crate::namespaces;
+use crate::spec;
+use crate::state::{self, Locked, OciState, Record, Status, Store};
+use crate::sys::openat;
+
+/// Options of `create` and `run`, as runc's flags name them.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// The runtime: a state root and the operations on containers in it.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub store: Store,
+}
+
+/// A container that `create` has set up.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    /// The pty master, when the runtime itself took the console (`run` with
+    /// a terminal and no console socket).
+    pub pty: Option<OwnedFd>,
+}
+
+/// Where the init's pty master goes.
+enum Console {
+    None,
+    Socket(PathBuf),
+    /// `run` keeps the master itself: the init sends it over this pair.
+    Internal,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runtime {
+            store: Store::new(root),
+        }
+    }
+
+    /// Creates container `id` from the bundle in `options`, leaving its init
+    /// waiting for `start`. Returns the init's pid as seen from the host.
+    pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
+        let console = match &options.console_socket {
+            Some(path) => Console::Socket(path.clone()),
+            None => Console::None,
+        };
+        self.create_with(id, options, console)
+    }
+
+    fn create_with(&self, id: &str, options: &CreateOptions, console: Console) -> Result<Created> {
+        state::validate_id(id)?;
+        let bundle = std::fs::canonicalize(&options.bundle)
+            .context(|| format!("bundle {}", options.bundle.display()))?;
+        let spec = spec::load(&bundle.join("config.json"))?;
+        spec::check_supported(&spec)?;
+        let rootfs = spec::rootfs_path(&spec, &bundle)?;
+        let rootfs = std::fs::canonicalize(&rootfs).context(|| format!("rootfs {}", rootfs.display()))?;
+        let linux = spec.linux().as_ref().expect("checked by spec::check_supported");
+        let process = spec.process().as_ref().expect("checked by spec::check_supported");
+        let plan = namespaces::plan(linux)?;
+        if !plan.has_mount {
+            return Err(Error::InvalidConfig(
+                "\"linux.namespaces\" has no mount namespace; this runtime needs one to set up the rootfs".into(),
+            ));
+        }
+        if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !plan.has_uts {
+            return Err(Error::InvalidConfig(
+                "\"hostname\" is set, but the container has no UTS namespace of its own".into(),
+            ));
+        }
+        let terminal = process.terminal().unwrap_or(false);
+        match (&console, terminal) {
+            (Console::None, true) => {
+                return Err(Error::InvalidArgument(
+                    "\"process.terminal\" is true, which needs --console-socket".into(),
+                ))
+            }
+            (Console::Socket(path), false) => {
+                return Err(Error::InvalidArgument(format!(
+                    "--console-socket {} was given, but \"process.terminal\" is false",
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+        let cgroup_path = cgroups::container_path(linux.cgroups_path().as_deref(), id)?;
+
+        let locked = self.store.create(id)?;
+        let mut cleanup = Cleanup {
+            locked: Some(locked),
+            cgroup: None,
+            child: None,
+        };
+        let result = (|| {
+            let cgroup = Cgroup::create(&cgroup_path)?;
+            cleanup.cgroup = Some(cgroup);
+            let cgroup = cleanup.cgroup.as_ref().unwrap();
+            cgroup.apply(linux.resources().as_ref())?;
+
+            let locked = cleanup.locked.as_ref().unwrap();
+            let fifo_path = locked.fifo_path();
+            nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .context(|| format!("create {}", fifo_path.display()))?;
+            let fifo = openat(libc::AT_FDCWD, &fifo_path, libc::O_RDWR, 0)
+                .context(|| format!("open {}", fifo_path.display()))?;
+
+            let (console_fd, pty_receiver) = match &console {
+                Console::None => (None, None),
+                Console::Socket(path) => (Some(crate::terminal::connect(path)?), None),
+                Console::Internal => {
+                    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                        .context(|| "create console socket pair".to_owned())?;
+                    (Some(theirs), Some(ours))
+                }
+            };
+            let (parent_sync, child_sync) =
+                socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+                    .context(|| "create sync socket pair".to_owned())?;
+
+            if let Some(pid_ns) = &plan.pid_join {
+                // SAFETY: setns on a namespace descriptor; this process is
+                // single-threaded, as setns(CLONE_NEWPID) requires.
+                if unsafe { libc::setns(pid_ns.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
+                    return Err(Error::last_os("join pid namespace"));
+                }
+            }
+
+            let pid = clone_process(plan.clone_flags).context(|| "clone the container init".to_owned())?;
+            if pid == 0 {
+                // The child shares the lock's open file description: close
+                // its copy, or the lock would live as long as the init.
+                drop(cleanup.locked.take());
+                drop(parent_sync);
+                drop(pty_receiver);
+                init::run(InitArgs {
+                    id,
+                    spec: &spec,
+                    bundle: &bundle,
+                    rootfs: &rootfs,
+                    namespaces: &plan,
+                    cgroup_path: &cgroup_path,
+                    sync: Some(child_sync),
+                    fifo,
+                    console: console_fd,
+                    no_pivot: options.no_pivot,
+                    no_new_keyring: options.no_new_keyring,
+                    preserve_fds: options.preserve_fds,
+                });
+            }
+            cleanup.child = Some(pid);
+            drop(child_sync);
+            drop(fifo);
+            drop(console_fd);
+            tracing::debug!(id, pid, "cloned container init");
+
+            if plan.new_user {
+                namespaces::write_id_mappings(pid, linux)?;
+            }
+            cleanup.cgroup.as_ref().unwrap().join(pid)?;
+            nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the init".to_owned())?;
+            wait_ready(&parent_sync, pid)?;
+
+            let pty = match &pty_receiver {
+                Some(receiver) if terminal => Some(crate::terminal::recv_fd(receiver.as_raw_fd())?),
+                _ => None,
+            };
+
+            let (_, start_time) = state::process_stat(pid)
+                .ok_or_else(|| Error::Init("the init exited right after set-up".into()))?;
+            let record = Record {
+                id: id.to_owned(),
+                status: Status::Created,
+                pid,
+                pid_start_time: start_time,
+                bundle: bundle.clone(),
+                rootfs: rootfs.clone(),
+                created: state::now_rfc3339(),
+                annotations: spec.annotations().clone().unwrap_or_default(),
+                cgroup_paths: cleanup.cgroup.as_ref().unwrap().paths(),
+                own_pid_namespace: plan.new_pid || plan.pid_join.is_some(),
+                // SAFETY: getuid cannot fail.
+                owner: unsafe { libc::getuid() },
+            };
+            cleanup.locked.as_ref().unwrap().save(&record)?;
+            if let Some(pid_file) = &options.pid_file {
+                write_pid_file(pid_file, pid)?;
+            }
+            Ok(Created { pid, pty })
+        })();
+        match result {
+            Ok(created) => {
+                cleanup.disarm();
+                tracing::info!(id, pid = created.pid, "container created");
+                Ok(created)
+            }
+            Err(err) => {
+                cleanup.run();
+                Err(err)
+            }
+        }
+    }
+
+    /// Releases the init of a created container to exec the user process.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let (locked, mut record) = self.store.open(id)?;
+        let status = record.live_status();
+        if status != Status::Created {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                message: "only a created container can be started".into(),
+            });
+        }
+        let fifo_path = locked.fifo_path();
+        let fifo = openat(libc::AT_FDCWD, &fifo_path, libc::O_WRONLY | libc::O_NONBLOCK, 0).map_err(|err| {
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                Error::Init(format!("the init of container \"{id}\" is no longer waiting for start"))
+            } else {
+                Error::io(format!("open {}", fifo_path.display()), err)
+            }
+        })?;
+        nix::unistd::write(&fifo, b"0").context(|| format!("write {}", fifo_path.display()))?;
+        drop(fifo);
+        let _ = std::fs::remove_file(&fifo_path);
+        record.status = Status::Running;
+        locked.save(&record)?;
+        tracing::info!(id, pid = record.pid, "container started");
+        Ok(())
+    }
+
+    /// Returns the OCI state of a container.
+    pub fn state(&self, id: &str) -> Result<OciState> {
+        let (_locked, record) = self.store.open(id)?;
+        Ok(record.oci_state())
+    }
+
+    /// Lists every container's state; unreadable records are returned as
+    /// errors beside the readable ones.
+    pub fn list(&self) -> Result<Vec<Result<OciState>>> {
+        Ok(self
+            .store
+            .ids()?
+            .into_iter()
+            .filter_map(|id| match self.store.peek(&id) {
+                Ok(record) => Some(Ok(record.oci_state())),
+                // A directory without state is a create in progress or one
+                // that failed: not a container yet.
+                Err(Error::NotFound(_)) => None,
+                Err(err) => Some(Err(err)),
+            })
+            .collect())
+    }
+
+    /// Sends `signal` to the container's init, or with `all` to every
+    /// process in its cgroup.
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let (_locked, record) = self.store.open(id)?;
+        let status = record.live_status();
+        if status == Status::Stopped && !(all && !record.own_pid_namespace) {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                message: "cannot send a signal to a stopped container".into(),
+            });
+        }
+        if all {
+            cgroups::signal_all(&record.cgroup_paths, signal)?;
+            if status == Status::Paused {
+                thaw(&record.cgroup_paths);
+            }
+            return Ok(());
+        }
+        // SAFETY: kill has no memory effects.
+        if unsafe { libc::kill(record.pid, signal) } < 0 {
+            return Err(Error::last_os(format!("send signal {signal} to pid {}", record.pid)));
+        }
+        Ok(())
+    }
+
+    /// Deletes a container: refuses a running one unless `force`, kills
+    /// what is left, removes its cgroups and its state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let (locked, record) = match self.store.open(id) {
+            Ok(opened) => opened,
+            Err(Error::NotFound(_)) if force => {
+                // As runc: deleting a missing container with --force is
+                // not an error, so engines can clean up idempotently. A
+                // directory left by a failed create is removed.
+                let dir = self.store.container_dir(id);
+                if state::validate_id(id).is_ok() && dir.is_dir() && !dir.join(state::STATE_FILE).exists() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
+        let status = record.live_status();
+        match status {
+            Status::Running | Status::Paused if !force => {
+                return Err(Error::WrongState {
+                    id: id.to_owned(),
+                    status: status.to_string(),
+                    message: "stop it first, or use --force".into(),
+                })
+            }
+            Status::Stopped => {}
+            _ => {
+                // SAFETY: kill has no memory effects.
+                unsafe { libc::kill(record.pid, libc::SIGKILL) };
+                if status == Status::Paused {
+                    thaw(&record.cgroup_paths);
+                }
+                wait_gone(record.pid, record.pid_start_time, Duration::from_secs(10))?;
+            }
+        }
+        cgroups::remove_paths(&record.cgroup_paths)?;
+        locked.remove()?;
+        tracing::info!(id, "container deleted");
+        Ok(())
+    }
+
+    /// Creates and starts a container, waits for its init to exit while
+    /// forwarding signals to it, deletes it, and returns the exit status
+    /// (128+N for a death by signal N). With `detach`, returns 0 once the
+    /// container runs.
+    pub fn run(&self, id: &str, options: &CreateOptions, detach: bool) -> Result<i32> {
+        let spec = spec::load(&options.bundle.join("config.json"))?;
+        let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+        let console = match (&options.console_socket, terminal) {
+            (Some(path), _) => Console::Socket(path.clone()),
+            (None, true) if detach => {
+                return Err(Error::InvalidArgument(
+                    "\"process.terminal\" is true: a detached run needs --console-socket".into(),
+                ))
+            }
+            (None, true) => Console::Internal,
+            (None, false) => Console::None,
+        };
+        crate::wait::run_and_wait(self, id, options, detach, |runtime, id, options| {
+            runtime.create_with(id, options, console)
+        })
+    }
+}
+
+/// Undoes a partial `create`: kills the init, removes the cgroup and the
+/// state directory.
+struct Cleanup {
+    locked: Option<Locked>,
+    cgroup: Option<Cgroup>,
+    child: Option<i32>,
+}
+
+impl Cleanup {
+    fn disarm(&mut self) {
+        self.locked = None;
+        self.cgroup = None;
+        self.child = None;
+    }
+
+    fn run(&mut self) {
+        if let Some(pid) = self.child.take() {
+            // SAFETY: kill and waitpid on our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cgroup) = self.cgroup.take() {
+            if let Err(err) = cgroup.remove() {
+                tracing::warn!(error = %err, "remove cgroup of failed create");
+            }
+        }
+        if let Some(locked) = self.locked.take() {
+            if let Err(err) = locked.remove() {
+                tracing::warn!(error = %err, "remove state of failed create");
+            }
+        }
+    }
+}
+
+/// Clones a child into the namespaces in `flags`, like fork(2): the child
+/// continues here on a copy of the stack and returns 0.
+fn clone_process(flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: clone without CLONE_VM and with a null stack behaves like
+    // fork: the child gets a copy of the address space. The runtime is
+    // single-threaded here, so no lock can be held by a missing thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINVAL) || err.raw_os_error() == Some(libc::EPERM) {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("{err} (namespaces requested: {:#x})", flags),
+            ));
+        }
+        return Err(err);
+    }
+    Ok(ret as i32)
+}
+
+/// Waits for the init's "ready" or error message.
+fn wait_ready(sync: &OwnedFd, pid: i32) -> Result<()> {
+    let mut buf = vec![0u8; 65536];
+    let n = loop {
+        match nix::unistd::read(sync.as_raw_fd(), &mut buf) {
+            Ok(n) => break n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::errno("read from the init", errno)),
+        }
+    };
+    match buf.first() {
+        Some(&MSG_READY) if n == 1 => Ok(()),
+        Some(&MSG_ERROR) => Err(Error::Init(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+        _ => {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            Err(Error::Init(format!(
+                "the init exited during set-up ({})",
+                describe_status(status)
+            )))
+        }
+    }
+}
+
+pub(crate) fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status}")
+    }
+}
+
+/// Converts a wait status into a shell-style exit code.
+pub fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().context(|| "read the working directory".to_owned())?.join(path)
+    };
+    state::write_atomic(&path, pid.to_string().as_bytes(), 0o644)
+}
+
+/// Thaws a frozen cgroup so that the SIGKILL just sent can be delivered.
+fn thaw(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = std::fs::write(path.join("freezer.state"), "THAWED");
+        let _ = std::fs::write(path.join("cgroup.freeze"), "0");
+    }
+}
+
+/// Waits until the process `pid` (started at `start_time`) has exited.
+fn wait_gone(pid: i32, start_time: u64, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
+    while state::process_alive(pid, start_time) {
+        // Reap it if it is our own child.
+        // SAFETY: waitpid with WNOHANG on a pid.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if Instant::now() >= deadline {
+            return Err(Error::io(
+                format!("wait for pid {pid} to exit"),
+                io::Error::from_raw_os_error(libc::ETIMEDOUT),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+    Ok(())
+}

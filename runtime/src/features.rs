@@ -1,0 +1,45 @@
+//! The OCI `features` document: what this runtime implements, and nothing
+//! it only parses.
+
+use serde_json::{json, Value};
+
+/// Mount options that [`crate::mounts::parse_options`] applies.
+pub const MOUNT_OPTIONS: &[&str] = &[
+    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "loud", "mand",
+    "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid",
+    "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
+    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable",
+];
+
+pub fn document() -> Value {
+    let capabilities: Vec<String> = {
+        let mut names: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+        names.sort();
+        names
+    };
+    json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": crate::SPEC_VERSION,
+        "hooks": [],
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "capabilities": capabilities,
+            "cgroup": {
+                "v1": true,
+                "v2": true,
+                "systemd": false,
+                "systemdUser": false,
+                "rdma": false
+            },
+            "seccomp": { "enabled": false },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } }
+        },
+        "annotations": {
+            "io.github.conman.runtime.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}

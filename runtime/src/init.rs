@@ -1,0 +1,329 @@
+//! The container's init process, from clone(2) to execve(2).
+//!
+//! The runtime clones the init directly (no re-exec of the runtime binary)
+//! and the init runs the code in this module in the container's new
+//! namespaces. It waits for the parent to write id mappings and place it in
+//! its cgroup, builds the root filesystem, applies the process attributes,
+//! reports "ready" on the sync socket, then blocks reading the exec FIFO until
+//! `start` writes to it, and finally calls execve. Every step that can fail
+//! runs before "ready", so `create` reports it; after "ready" only execve
+//! remains.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::error::{Context, Error, Result};
+use crate::namespaces::{self, NamespacePlan};
+use crate::process::{self, CapabilitySets};
+use crate::rootfs::{self, RootfsContext};
+use crate::sys;
+use crate::terminal;
+
+/// Message bytes on the sync socket between the runtime and the init.
+pub const MSG_GO: u8 = b'G';
+pub const MSG_READY: u8 = b'R';
+pub const MSG_ERROR: u8 = b'E';
+
+/// Everything the init needs, prepared by the parent before clone.
+pub struct InitArgs<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle: &'a Path,
+    pub rootfs: &'a Path,
+    pub namespaces: &'a NamespacePlan,
+    pub cgroup_path: &'a Path,
+    pub sync: Option<OwnedFd>,
+    /// The exec FIFO, opened read-write so that opening never blocks; the
+    /// init blocks in read(2) on it until `start` writes one byte.
+    pub fifo: OwnedFd,
+    /// Connected console socket, when `process.terminal` is set.
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// Runs the init and never returns: the process either becomes the
+/// container's program or exits.
+pub fn run(mut args: InitArgs) -> ! {
+    // Keep the runtime's own descriptors clear of the range that
+    // --preserve-fds hands to the container. The sync socket is owned here,
+    // so that an error from `setup` can still be reported on it.
+    let reserved = 3 + args.preserve_fds as i32;
+    let Some(sync) = args.sync.take().and_then(|fd| sys::move_fd_above(fd, reserved).ok()) else {
+        // SAFETY: without the socket nothing can be reported.
+        unsafe { libc::_exit(1) }
+    };
+    match setup(args, &sync) {
+        Ok(never) => match never {},
+        Err(err) => {
+            let mut message = vec![MSG_ERROR];
+            message.extend_from_slice(err.to_string().as_bytes());
+            // SAFETY: write to the sync socket; the parent reads the message.
+            unsafe { libc::write(sync.as_raw_fd(), message.as_ptr().cast(), message.len()) };
+            // SAFETY: _exit skips destructors and buffered stdio copied from
+            // the parent, which must not be flushed twice.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+enum Never {}
+
+fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
+    reset_signals();
+    // Until execve, the init runs the runtime's own binary: keep other
+    // processes (including the container's) from ptracing it or opening its
+    // /proc/PID/exe or memory.
+    nix::sys::prctl::set_dumpable(false).context(|| "set non-dumpable".to_owned())?;
+    // If `create` dies during set-up, the half-built container dies too.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).context(|| "set parent death signal".to_owned())?;
+
+    let reserved = 3 + args.preserve_fds as i32;
+    args.fifo = sys::move_fd_above(args.fifo, reserved).context(|| "move exec fifo".to_owned())?;
+    if let Some(console) = args.console.take() {
+        args.console = Some(sys::move_fd_above(console, reserved).context(|| "move console socket".to_owned())?);
+    }
+
+    wait_for_go(sync)?;
+
+    namespaces::join_all(args.namespaces)?;
+    if args.namespaces.new_user {
+        // The mappings are written: become root of the new user namespace.
+        // SAFETY: plain syscalls.
+        if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
+            return Err(Error::last_os("become root in the user namespace"));
+        }
+    }
+    if args.namespaces.new_cgroup {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).context(|| "create cgroup namespace".to_owned())?;
+    }
+    set_hostname(args.spec)?;
+
+    // SAFETY: plain syscall; device nodes get exactly the modes requested.
+    unsafe { libc::umask(0) };
+    let process = args.spec.process().as_ref().expect("checked by spec::check_supported");
+    let terminal = process.terminal().unwrap_or(false);
+    let ctx = RootfsContext {
+        spec: args.spec,
+        bundle: args.bundle,
+        rootfs: args.rootfs,
+        in_user_namespace: args.namespaces.in_user_namespace,
+        cgroup_namespace: args.namespaces.new_cgroup,
+        cgroup_path: args.cgroup_path,
+        terminal,
+    };
+    let root = rootfs::prepare_root(&ctx)?;
+    rootfs::mount_all(&ctx, root.as_raw_fd())?;
+    rootfs::create_devices(&ctx, root.as_raw_fd())?;
+    rootfs::enter_root(&root, args.rootfs, args.no_pivot)?;
+    drop(root);
+
+    if terminal {
+        let console = args.console.take().ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
+        setup_terminal(process, &console)?;
+    }
+    rootfs::apply_sysctl(args.spec)?;
+    rootfs::mask_paths(args.spec)?;
+    rootfs::readonly_paths(args.spec, args.namespaces.in_user_namespace)?;
+    if args.spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+        rootfs::readonly_root(args.namespaces.in_user_namespace)?;
+    }
+
+    if let Some(score) = process.oom_score_adj() {
+        sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+    }
+    if !args.no_new_keyring {
+        join_session_keyring(args.id)?;
+    }
+    if let Some(rlimits) = process.rlimits() {
+        process::apply_rlimits(rlimits)?;
+    }
+
+    let capabilities = process.capabilities().as_ref().map(CapabilitySets::from_spec).transpose()?;
+    if let Some(caps) = &capabilities {
+        caps.apply_bounding()?;
+        nix::sys::prctl::set_keepcaps(true).context(|| "set keepcaps".to_owned())?;
+    }
+    process::switch_user(process)?;
+    if let Some(caps) = &capabilities {
+        caps.apply_rest()?;
+        nix::sys::prctl::set_keepcaps(false).context(|| "clear keepcaps".to_owned())?;
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        process::set_no_new_privs()?;
+    }
+
+    let cwd = process.cwd();
+    change_directory(cwd)?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let argv: Vec<String> = process.args().clone().unwrap_or_default();
+    let executable = process::find_executable(&argv[0], &env, cwd)?;
+    let exec = ExecArgs::new(&executable, &argv, &env)?;
+
+    prepare_descriptors(args.preserve_fds)?;
+    nix::sys::prctl::set_pdeathsig(None).context(|| "clear parent death signal".to_owned())?;
+
+    send(sync, &[MSG_READY])?;
+
+    wait_for_start(&args.fifo)?;
+    drop(args.fifo);
+
+    exec.exec()
+}
+
+/// Restores default signal handling: the runtime may have blocked signals to
+/// forward them, and Rust ignores SIGPIPE, which would survive execve.
+fn reset_signals() {
+    // SAFETY: resetting dispositions and the mask of this single-threaded
+    // process.
+    unsafe {
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+fn send(sync: &OwnedFd, message: &[u8]) -> Result<()> {
+    nix::unistd::write(sync, message).context(|| "write to sync socket".to_owned())?;
+    Ok(())
+}
+
+fn wait_for_go(sync: &OwnedFd) -> Result<()> {
+    let mut buf = [0u8; 1];
+    let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).context(|| "read from sync socket".to_owned())?;
+    if n != 1 || buf[0] != MSG_GO {
+        return Err(Error::Init("the runtime aborted the set-up".into()));
+    }
+    Ok(())
+}
+
+fn set_hostname(spec: &Spec) -> Result<()> {
+    if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(hostname).context(|| format!("set hostname \"{hostname}\""))?;
+    }
+    if let Some(domain) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        // SAFETY: valid pointer and length.
+        if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } < 0 {
+            return Err(Error::last_os(format!("set domainname \"{domain}\"")));
+        }
+    }
+    Ok(())
+}
+
+fn setup_terminal(process: &oci_spec::runtime::Process, console: &OwnedFd) -> Result<()> {
+    let (master, slave) = terminal::open_pty()?;
+    rootfs::mount_console(&slave)?;
+    if let Some(size) = process.console_size() {
+        terminal::resize(master.as_raw_fd(), size.height() as u16, size.width() as u16)?;
+    }
+    terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
+    drop(master);
+    terminal::become_session_leader(&slave)?;
+    Ok(())
+}
+
+/// Joins a new session keyring named after the container, so that the
+/// container does not share the host's session keyring.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{}", &id[..id.len().min(64)])).expect("ids contain no NUL");
+    // SAFETY: keyctl with a valid C string.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        // Kernels without keyrings, or seccomp profiles of a parent
+        // container, refuse keyctl; the container then shares the keyring
+        // it was given, as with runc.
+        if matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM) | Some(libc::EACCES)) {
+            return Ok(());
+        }
+        return Err(Error::io("join a new session keyring", err));
+    }
+    Ok(())
+}
+
+/// Changes to the process's working directory, and checks that it is inside
+/// the container: a cwd reached through a leaked descriptor would be
+/// outside the root, and getcwd(2) then reports it as "(unreachable)".
+fn change_directory(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd \"{}\" set in config.json", cwd.display()))?;
+    let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
+    if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(Error::Init(format!(
+            "working directory \"{}\" is outside the container",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Marks every descriptor above stdio and the preserved ones close-on-exec,
+/// and clears the flag on the preserved ones.
+fn prepare_descriptors(preserve_fds: u32) -> Result<()> {
+    sys::cloexec_from(3 + preserve_fds).context(|| "mark descriptors close-on-exec".to_owned())?;
+    for fd in 3..3 + preserve_fds as i32 {
+        sys::set_cloexec(fd, false).context(|| format!("preserve fd {fd}"))?;
+    }
+    Ok(())
+}
+
+fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
+    let mut buf = [0u8; 1];
+    loop {
+        match nix::unistd::read(fifo.as_raw_fd(), &mut buf) {
+            Ok(1) => return Ok(()),
+            Ok(_) => return Err(Error::Init("exec fifo closed before start".into())),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::errno("read exec fifo", errno)),
+        }
+    }
+}
+
+/// The arguments of execve, built before "ready" so that nothing allocates
+/// or fails between the start signal and the exec.
+struct ExecArgs {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl ExecArgs {
+    fn new(path: &PathBuf, argv: &[String], env: &[String]) -> Result<Self> {
+        let to_c = |s: &str| CString::new(s).map_err(|_| Error::InvalidConfig(format!("\"{s}\" contains a NUL byte")));
+        Ok(ExecArgs {
+            path: CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::InvalidConfig("executable path contains a NUL byte".into()))?,
+            argv: argv.iter().map(|a| to_c(a)).collect::<Result<_>>()?,
+            env: env.iter().map(|e| to_c(e)).collect::<Result<_>>()?,
+        })
+    }
+
+    fn exec(self) -> Result<Never> {
+        let errno = match nix::unistd::execve(&self.path, &self.argv, &self.env) {
+            Ok(never) => match never {},
+            Err(errno) => errno,
+        };
+        // The runtime has already returned from `create`; the only way left
+        // to report is the container's stderr and exit status, 127 for a
+        // missing program and 126 for one that cannot run, as shells do.
+        let message = format!(
+            "conman-runtime: exec \"{}\": {}\n",
+            self.path.to_string_lossy(),
+            std::io::Error::from_raw_os_error(errno as i32)
+        );
+        // SAFETY: write to stderr and exit without running destructors.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(if errno == nix::errno::Errno::ENOENT { 127 } else { 126 })
+        }
+    }
+}

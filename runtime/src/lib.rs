@@ -1,0 +1,29 @@
+//! conman's OCI runtime library.
+//!
+//! It creates and manages containers from OCI bundles with direct system
+//! calls. [`container::Runtime`] is the entry point: `create`, `start`,
+//! `state`, `kill`, `delete` and `run`, with state kept under a root
+//! directory as runc keeps it.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod features;
+pub mod init;
+pub mod mounts;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sys;
+pub mod terminal;
+mod wait;
+
+pub use container::{CreateOptions, Created, Runtime};
+pub use error::{Error, Result};
+pub use oci_spec;
+
+/// Version of the OCI runtime spec this runtime implements.
+pub const SPEC_VERSION: &str = "1.2.0";

@@ -1,0 +1,181 @@
+//! Mount options and mount entries of `config.json`.
+
+use std::ffi::CString;
+
+use oci_spec::runtime::Mount;
+
+use crate::error::{Error, Result};
+
+/// A mount entry's options, split into mount(2) flags, propagation flags and
+/// the data string passed to the filesystem.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: libc::c_ulong,
+    /// Flags that the options clear (`rw`, `suid`…), for remounts.
+    pub cleared: libc::c_ulong,
+    pub propagation: Vec<libc::c_ulong>,
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+impl MountOptions {
+    pub fn data_cstring(&self) -> Option<CString> {
+        if self.data.is_empty() {
+            None
+        } else {
+            CString::new(self.data.join(",")).ok()
+        }
+    }
+}
+
+/// Parses the `options` of a mount entry. Options that mount(2) has flags for
+/// become flags; other options are handed to the filesystem as data, except
+/// on bind mounts, where the kernel would ignore them, so they are rejected.
+pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
+    let mut parsed = MountOptions::default();
+    let bind_type = mount.typ().as_deref() == Some("bind");
+    for option in mount.options().iter().flatten() {
+        let option = option.as_str();
+        let (set, clear): (libc::c_ulong, libc::c_ulong) = match option {
+            "defaults" => (0, 0),
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "remount" => (libc::MS_REMOUNT, 0),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            "nomand" => (0, libc::MS_MANDLOCK),
+            "atime" => (0, libc::MS_NOATIME),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "silent" => (libc::MS_SILENT, 0),
+            "loud" => (0, libc::MS_SILENT),
+            "bind" => {
+                parsed.bind = true;
+                (0, 0)
+            }
+            "rbind" => {
+                parsed.bind = true;
+                parsed.recursive = true;
+                (0, 0)
+            }
+            "private" => push(&mut parsed, libc::MS_PRIVATE),
+            "rprivate" => push(&mut parsed, libc::MS_PRIVATE | libc::MS_REC),
+            "shared" => push(&mut parsed, libc::MS_SHARED),
+            "rshared" => push(&mut parsed, libc::MS_SHARED | libc::MS_REC),
+            "slave" => push(&mut parsed, libc::MS_SLAVE),
+            "rslave" => push(&mut parsed, libc::MS_SLAVE | libc::MS_REC),
+            "unbindable" => push(&mut parsed, libc::MS_UNBINDABLE),
+            "runbindable" => push(&mut parsed, libc::MS_UNBINDABLE | libc::MS_REC),
+            "idmap" | "ridmap" | "tmpcopyup" | "copy-symlink" | "rro" | "rrw" | "rnosuid"
+            | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "ratime"
+            | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" | "rnodiratime"
+            | "rdiratime" | "nosymfollow" | "rnosymfollow" => {
+                return Err(Error::InvalidConfig(format!(
+                    "mount option \"{option}\" on \"{}\" is not supported yet",
+                    mount.destination().display()
+                )))
+            }
+            other => {
+                parsed.data.push(other.to_owned());
+                (0, 0)
+            }
+        };
+        parsed.flags = (parsed.flags | set) & !clear;
+        parsed.cleared |= clear;
+    }
+    if bind_type {
+        parsed.bind = true;
+    }
+    if parsed.bind && !parsed.data.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "unknown mount option \"{}\" on bind mount \"{}\"",
+            parsed.data[0],
+            mount.destination().display()
+        )));
+    }
+    Ok(parsed)
+}
+
+fn push(parsed: &mut MountOptions, flag: libc::c_ulong) -> (libc::c_ulong, libc::c_ulong) {
+    parsed.propagation.push(flag);
+    (0, 0)
+}
+
+/// Parses `rootfsPropagation` into mount flags; runc's default is `rslave`
+/// when the field is absent, so host mounts appear in the container but the
+/// container's mounts never propagate to the host.
+pub fn rootfs_propagation(value: Option<&str>) -> Result<libc::c_ulong> {
+    Ok(match value.unwrap_or("") {
+        "" => libc::MS_SLAVE | libc::MS_REC,
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        other => {
+            return Err(Error::InvalidConfig(format!(
+                "invalid \"linux.rootfsPropagation\" \"{other}\""
+            )))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::MountBuilder;
+
+    fn mount(typ: &str, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination("/x")
+            .typ(typ)
+            .source("src")
+            .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn flags_and_data() {
+        let parsed = parse_options(&mount("tmpfs", &["nosuid", "ro", "mode=755", "size=1k"])).unwrap();
+        assert_eq!(parsed.flags, libc::MS_NOSUID | libc::MS_RDONLY);
+        assert_eq!(parsed.data, vec!["mode=755", "size=1k"]);
+        assert!(!parsed.bind);
+    }
+
+    #[test]
+    fn later_option_wins() {
+        let parsed = parse_options(&mount("tmpfs", &["ro", "rw"])).unwrap();
+        assert_eq!(parsed.flags & libc::MS_RDONLY, 0);
+    }
+
+    #[test]
+    fn bind_with_propagation() {
+        let parsed = parse_options(&mount("none", &["rbind", "rprivate", "ro"])).unwrap();
+        assert!(parsed.bind && parsed.recursive);
+        assert_eq!(parsed.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
+    }
+
+    #[test]
+    fn bind_rejects_unknown_option() {
+        let err = parse_options(&mount("bind", &["bind", "size=1k"])).unwrap_err();
+        assert!(err.to_string().contains("size=1k"), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! Linux namespaces: which ones the container gets new, which it joins by
+//! path, and the user namespace's id mappings.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
+
+use crate::error::{Context, Error, Result};
+use crate::sys::{openat, write_file};
+
+/// The namespace set-up of one container.
+#[derive(Debug, Default)]
+pub struct NamespacePlan {
+    /// CLONE_NEW* flags for clone(2). The cgroup namespace is not among them:
+    /// it is unshared by the init after it has joined its cgroup, so that
+    /// the namespace's root is the container's cgroup.
+    pub clone_flags: libc::c_int,
+    pub new_cgroup: bool,
+    /// Namespaces to join by path, in the order the init must setns them
+    /// (the user namespace first, so the others are joined with its
+    /// privileges).
+    pub joins: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// A pid namespace to join; setns(CLONE_NEWPID) only affects children,
+    /// so the runtime joins it before it clones the init.
+    pub pid_join: Option<OwnedFd>,
+    pub new_user: bool,
+    pub new_pid: bool,
+    pub has_mount: bool,
+    pub has_uts: bool,
+    pub in_user_namespace: bool,
+}
+
+pub fn clone_flag(typ: LinuxNamespaceType) -> libc::c_int {
+    match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// The kernel's name of a namespace type, as in /proc/PID/ns.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// Builds the plan from `linux.namespaces`, opening every namespace path so
+/// that a wrong path fails here, with its name, before anything is created.
+pub fn plan(linux: &Linux) -> Result<NamespacePlan> {
+    let mut plan = NamespacePlan::default();
+    let mut joins = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let typ = ns.typ();
+        match ns.path() {
+            Some(path) if !path.as_os_str().is_empty() => {
+                let fd = open_namespace(path, typ)?;
+                if typ == LinuxNamespaceType::Pid {
+                    plan.pid_join = Some(fd);
+                } else {
+                    joins.push((typ, fd));
+                }
+                if typ == LinuxNamespaceType::User {
+                    plan.in_user_namespace = true;
+                }
+            }
+            _ => match typ {
+                LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                other => {
+                    plan.clone_flags |= clone_flag(other);
+                    if other == LinuxNamespaceType::User {
+                        plan.new_user = true;
+                        plan.in_user_namespace = true;
+                    }
+                    if other == LinuxNamespaceType::Pid {
+                        plan.new_pid = true;
+                    }
+                }
+            },
+        }
+        match typ {
+            LinuxNamespaceType::Mount => plan.has_mount = true,
+            LinuxNamespaceType::Uts => plan.has_uts = true,
+            _ => {}
+        }
+    }
+    // User namespace first; mount namespace last, because joining it changes
+    // how the remaining paths would resolve (they are already open, but the
+    // order also matches what the kernel expects for privileges).
+    joins.sort_by_key(|(typ, _)| match typ {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 2,
+        _ => 1,
+    });
+    plan.joins = joins;
+    Ok(plan)
+}
+
+fn open_namespace(path: &Path, typ: LinuxNamespaceType) -> Result<OwnedFd> {
+    let fd = openat(libc::AT_FDCWD, path, libc::O_RDONLY, 0)
+        .context(|| format!("open {} namespace path {}", proc_name(typ), path.display()))?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+    let actual = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if actual >= 0 && actual != clone_flag(typ) {
+        return Err(Error::InvalidConfig(format!(
+            "namespace path {} is not a {} namespace",
+            path.display(),
+            proc_name(typ)
+        )));
+    }
+    if actual < 0 {
+        return Err(Error::InvalidConfig(format!(
+            "namespace path {} is not a namespace file",
+            path.display()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Joins the namespaces of the plan, in order.
+pub fn join_all(plan: &NamespacePlan) -> Result<()> {
+    for (typ, fd) in &plan.joins {
+        // SAFETY: setns on a namespace descriptor.
+        if unsafe { libc::setns(fd.as_raw_fd(), clone_flag(*typ)) } < 0 {
+            return Err(Error::last_os(format!("join {} namespace", proc_name(*typ))));
+        }
+    }
+    Ok(())
+}
+
+fn format_mappings(mappings: &[LinuxIdMapping]) -> String {
+    mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes the uid and gid maps of the init's new user namespace.
+pub fn write_id_mappings(pid: i32, linux: &Linux) -> Result<()> {
+    let uid = linux.uid_mappings().clone().unwrap_or_default();
+    let gid = linux.gid_mappings().clone().unwrap_or_default();
+    if uid.is_empty() || gid.is_empty() {
+        return Err(Error::InvalidConfig(
+            "a new user namespace needs \"linux.uidMappings\" and \"linux.gidMappings\"".into(),
+        ));
+    }
+    write_file(format!("/proc/{pid}/uid_map"), format_mappings(&uid).as_bytes())?;
+    write_file(format!("/proc/{pid}/gid_map"), format_mappings(&gid).as_bytes())?;
+    Ok(())
+}

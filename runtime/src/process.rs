@@ -1,0 +1,278 @@
+//! The process attributes of `config.json` applied by the init before
+//! execve: rlimits, user and groups, capabilities, no_new_privs, the
+//! executable's path.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, CapsHashSet};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimitType, Process};
+
+use crate::error::{Context, Error, Result};
+
+/// Maps an OCI rlimit type to its resource number.
+pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match typ {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+/// Sets each rlimit of the process. Raising a hard limit needs
+/// CAP_SYS_RESOURCE; the error then names the rlimit and the values.
+pub fn apply_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for rlimit in rlimits {
+        if rlimit.soft() > rlimit.hard() {
+            return Err(Error::InvalidConfig(format!(
+                "{}: soft limit {} is above hard limit {}",
+                rlimit.typ(),
+                rlimit.soft(),
+                rlimit.hard()
+            )));
+        }
+        let limit = libc::rlimit {
+            rlim_cur: rlimit.soft(),
+            rlim_max: rlimit.hard(),
+        };
+        // SAFETY: `limit` is a valid rlimit structure.
+        if unsafe { libc::setrlimit(rlimit_resource(rlimit.typ()), &limit) } < 0 {
+            let err = std::io::Error::last_os_error();
+            let hint = if err.raw_os_error() == Some(libc::EPERM) {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(Error::io(
+                format!(
+                    "set {} to soft {} hard {}{hint}",
+                    rlimit.typ(),
+                    rlimit.soft(),
+                    rlimit.hard()
+                ),
+                err,
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn to_caps(set: &Option<Capabilities>) -> Result<CapsHashSet> {
+    let mut out = CapsHashSet::new();
+    for cap in set.iter().flatten() {
+        let name = format!("CAP_{cap}");
+        let parsed: caps::Capability = name
+            .parse()
+            .map_err(|_| Error::InvalidConfig(format!("unknown capability \"{name}\"")))?;
+        out.insert(parsed);
+    }
+    Ok(out)
+}
+
+/// Capability sets resolved from the spec, ready to apply.
+pub struct CapabilitySets {
+    bounding: CapsHashSet,
+    effective: CapsHashSet,
+    permitted: CapsHashSet,
+    inheritable: CapsHashSet,
+    ambient: CapsHashSet,
+}
+
+impl CapabilitySets {
+    pub fn from_spec(caps: &LinuxCapabilities) -> Result<Self> {
+        Ok(CapabilitySets {
+            bounding: to_caps(caps.bounding())?,
+            effective: to_caps(caps.effective())?,
+            permitted: to_caps(caps.permitted())?,
+            inheritable: to_caps(caps.inheritable())?,
+            ambient: to_caps(caps.ambient())?,
+        })
+    }
+
+    /// Drops from the bounding set every capability not listed; needs
+    /// CAP_SETPCAP, so it runs before the user switch. Capabilities that
+    /// this kernel does not know are skipped.
+    pub fn apply_bounding(&self) -> Result<()> {
+        for cap in caps::all() {
+            if self.bounding.contains(&cap) {
+                continue;
+            }
+            match caps::drop(None, CapSet::Bounding, cap) {
+                Ok(()) => {}
+                Err(_) if !kernel_has(cap) => {}
+                Err(err) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "drop {cap} from the bounding set: {err}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the effective, permitted, inheritable and ambient sets; runs
+    /// after the user switch, with PR_SET_KEEPCAPS keeping the permitted set.
+    pub fn apply_rest(&self) -> Result<()> {
+        let known = |set: &CapsHashSet| -> CapsHashSet { set.iter().copied().filter(|c| kernel_has(*c)).collect() };
+        let apply = |which: CapSet, set: &CapsHashSet, name: &str| -> Result<()> {
+            caps::set(None, which, &known(set))
+                .map_err(|err| Error::InvalidArgument(format!("set {name} capabilities: {err}")))
+        };
+        // Each capset call must leave effective within permitted, and a new
+        // inheritable set is checked against the permitted set: so
+        // inheritable first, while permitted is still full, then effective,
+        // then permitted.
+        apply(CapSet::Inheritable, &self.inheritable, "inheritable")?;
+        apply(CapSet::Effective, &self.effective, "effective")?;
+        apply(CapSet::Permitted, &self.permitted, "permitted")?;
+        caps::clear(None, CapSet::Ambient).ok();
+        for cap in known(&self.ambient) {
+            caps::raise(None, CapSet::Ambient, cap).map_err(|err| {
+                Error::InvalidArgument(format!(
+                    "raise ambient capability {cap} (it must be permitted and inheritable): {err}"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn kernel_has(cap: caps::Capability) -> bool {
+    u32::from(cap.index()) <= last_cap()
+}
+
+/// Returns the highest capability number the running kernel knows.
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Switches to the process's user: supplementary groups, gid, uid, umask.
+pub fn switch_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: `groups` is a valid array of the length passed.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
+        let err = std::io::Error::last_os_error();
+        // In a user namespace with setgroups denied, an empty list is the
+        // only possible outcome and EPERM is expected.
+        if !(groups.is_empty() && err.raw_os_error() == Some(libc::EPERM)) {
+            return Err(Error::io(format!("setgroups {groups:?}"), err));
+        }
+    }
+    let gid = user.gid();
+    // SAFETY: plain syscall.
+    if unsafe { libc::setresgid(gid, gid, gid) } < 0 {
+        return Err(Error::last_os(format!("setgid {gid}")));
+    }
+    let uid = user.uid();
+    // SAFETY: plain syscall.
+    if unsafe { libc::setresuid(uid, uid, uid) } < 0 {
+        return Err(Error::last_os(format!("setuid {uid}")));
+    }
+    if let Some(umask) = user.umask() {
+        // SAFETY: plain syscall.
+        unsafe { libc::umask(umask as libc::mode_t) };
+    } else {
+        // SAFETY: plain syscall.
+        unsafe { libc::umask(0o022) };
+    }
+    Ok(())
+}
+
+/// Returns the value of `name` in an environment list of `KEY=VALUE`.
+pub fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
+    env.iter().rev().find_map(|entry| {
+        let (key, value) = entry.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// Finds the executable for `arg0` the way execvp does, in the container's
+/// filesystem and with the container's `PATH`. The error wording matches
+/// runc's, because engines map "executable file not found" to exit code
+/// 127 and "permission denied" to 126.
+pub fn find_executable(arg0: &str, env: &[String], cwd: &Path) -> Result<PathBuf> {
+    let exec_error = |message: &str| Error::InvalidArgument(format!("exec: \"{arg0}\": {message}"));
+    let check = |path: &Path| -> std::result::Result<(), i32> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)?;
+        let meta = std::fs::metadata(path).map_err(|e| e.raw_os_error().unwrap_or(libc::ENOENT))?;
+        if meta.is_dir() {
+            return Err(libc::EACCES);
+        }
+        // SAFETY: valid C string.
+        if unsafe { libc::access(c_path.as_ptr(), libc::X_OK) } < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES));
+        }
+        Ok(())
+    };
+    if arg0.contains('/') {
+        let path = if Path::new(arg0).is_absolute() { PathBuf::from(arg0) } else { cwd.join(arg0) };
+        return match check(&path) {
+            Ok(()) => Ok(PathBuf::from(arg0)),
+            Err(libc::ENOENT) | Err(libc::ENOTDIR) => Err(exec_error("no such file or directory")),
+            Err(libc::EACCES) => Err(exec_error("permission denied")),
+            Err(errno) => Err(exec_error(&std::io::Error::from_raw_os_error(errno).to_string())),
+        };
+    }
+    let search = env_value(env, "PATH").unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let mut denied = false;
+    for dir in search.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(arg0);
+        match check(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(libc::EACCES) => denied = true,
+            Err(_) => {}
+        }
+    }
+    if denied {
+        Err(exec_error("permission denied"))
+    } else {
+        Err(exec_error("executable file not found in $PATH"))
+    }
+}
+
+/// Sets no_new_privs for the process and its descendants.
+pub fn set_no_new_privs() -> Result<()> {
+    nix::sys::prctl::set_no_new_privs().context(|| "set no_new_privs".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_search() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_owned()];
+        let found = find_executable("sh", &env, Path::new("/")).unwrap();
+        assert!(found.ends_with("sh"));
+        let err = find_executable("no-such-program-x", &env, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("executable file not found in $PATH"), "{err}");
+        let err = find_executable("/no/such/file", &env, Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("no such file or directory"), "{err}");
+    }
+
+    #[test]
+    fn env_lookup_takes_last() {
+        let env = vec!["A=1".to_owned(), "B=2".to_owned(), "A=3".to_owned()];
+        assert_eq!(env_value(&env, "A"), Some("3"));
+        assert_eq!(env_value(&env, "C"), None);
+    }
+}
