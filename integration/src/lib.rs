@@ -1,1 +1,498 @@
-//! placeholder
+//! Helpers for the end-to-end tests of `conman-runtime`.
+//!
+//! The tests run the release binary as a user would: each test gets a
+//! [`Runtime`] with a fresh `--root` directory, builds one or more busybox
+//! [`Bundle`]s, and checks what the containers print and what is left on the
+//! host. The binary must be built first with `cargo build --release`, or its
+//! directory given in `CONMAN_BIN_DIR`.
+//!
+//! Everything a test creates (containers, host mounts, temporary directories)
+//! is registered with its [`Runtime`], whose `Drop` removes it, so cleanup also
+//! runs when an assertion panics.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Host binary copied into every rootfs (Debian package busybox-static).
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Maximum time one `conman-runtime` command may take before the test fails.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Maximum time to wait for a container to reach a status.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prefix of every temporary directory, so that a leaked host mount shows up
+/// in `grep conman /proc/self/mountinfo`.
+const TEMP_PREFIX: &str = "conman-it.";
+
+/// Returns the directory that holds the release binaries: `CONMAN_BIN_DIR`,
+/// or `target/release` of this workspace.
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("CONMAN_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("release"),
+    }
+}
+
+/// Returns the path of the `conman-runtime` binary. Panics when it is
+/// missing, because every test needs it.
+pub fn runtime_bin() -> PathBuf {
+    let path = bin_dir().join("conman-runtime");
+    if !path.is_file() {
+        panic!(
+            "{} not found: run cargo build --release first, or set CONMAN_BIN_DIR to the directory that holds conman-runtime",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Creates a temporary directory under /tmp with the suite's prefix.
+fn new_tempdir(label: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{label}."))
+        .tempdir_in("/tmp")
+        .unwrap_or_else(|err| panic!("create a temporary directory in /tmp: {err}"))
+}
+
+/// Exit code of a finished process, with a death by signal N reported as
+/// 128+N, as shells report it.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    }
+}
+
+/// Exit code and captured output of one command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+
+    /// Returns stderr without its trailing newline, for one-line checks.
+    pub fn stderr_line(&self) -> &str {
+        self.stderr.trim_end()
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// A spawned command whose stdout and stderr go to anonymous temporary files.
+///
+/// Files rather than pipes, because the init of a container made by `create`
+/// inherits the command's stdio: a pipe would not reach EOF until the
+/// container exits. Dropping a `Spawned` that is still running kills it.
+pub struct Spawned {
+    child: Option<Child>,
+    stdout: File,
+    stderr: File,
+    description: String,
+}
+
+impl Spawned {
+    /// Spawns `command` with stdin from /dev/null.
+    pub fn new(mut command: Command) -> Spawned {
+        let stdout = tempfile::tempfile().expect("create a temporary file for stdout");
+        let stderr = tempfile::tempfile().expect("create a temporary file for stderr");
+        command
+            .stdin(Stdio::null())
+            .stdout(stdout.try_clone().expect("duplicate the stdout file"))
+            .stderr(stderr.try_clone().expect("duplicate the stderr file"));
+        let description = format!("{command:?}");
+        let child = command.spawn().unwrap_or_else(|err| panic!("spawn {description}: {err}"));
+        Spawned {
+            child: Some(child),
+            stdout,
+            stderr,
+            description,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("child still owned").id() as i32
+    }
+
+    /// Returns the exit code if the command has finished.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        let child = self.child.as_mut().expect("child still owned");
+        child
+            .try_wait()
+            .unwrap_or_else(|err| panic!("wait for {}: {err}", self.description))
+            .map(exit_code)
+    }
+
+    /// Waits up to `timeout` for the command to exit and returns its output.
+    /// Panics on timeout, after killing the command.
+    pub fn wait(mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(code) = self.try_wait() {
+                break code;
+            }
+            if Instant::now() >= deadline {
+                let partial = self.read_output(-1);
+                self.kill();
+                panic!("{} did not exit within {timeout:?}; output so far:\n{partial}", self.description);
+            }
+            sleep(Duration::from_millis(5));
+        };
+        self.child = None;
+        self.read_output(code)
+    }
+
+    /// Returns what the command has written so far.
+    pub fn read_output(&mut self, code: i32) -> Output {
+        Output {
+            code,
+            stdout: read_from_start(&mut self.stdout),
+            stderr: read_from_start(&mut self.stderr),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_from_start(file: &mut File) -> String {
+    let mut text = String::new();
+    file.seek(SeekFrom::Start(0)).expect("rewind an output file");
+    file.read_to_string(&mut text).expect("read an output file");
+    text
+}
+
+/// A test's view of `conman-runtime`: a fresh state root, the ids of the
+/// containers it created and the host resources to clean up.
+///
+/// `Drop` runs `delete --force` on every id from [`Runtime::id`], unmounts
+/// the host mounts from [`Runtime::mount_tmpfs`], then removes every
+/// temporary directory, the state root last.
+pub struct Runtime {
+    binary: PathBuf,
+    ids: Mutex<Vec<String>>,
+    host_mounts: Mutex<Vec<PathBuf>>,
+    tempdirs: Mutex<Vec<TempDir>>,
+    root: TempDir,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    pub fn new() -> Runtime {
+        Runtime {
+            binary: runtime_bin(),
+            ids: Mutex::new(Vec::new()),
+            host_mounts: Mutex::new(Vec::new()),
+            tempdirs: Mutex::new(Vec::new()),
+            root: new_tempdir("root"),
+        }
+    }
+
+    /// The `--root` directory of this test.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Returns a container id unique on this host (`name`, the test
+    /// process's pid and a counter) and registers it for cleanup.
+    pub fn id(&self, name: &str) -> String {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{name}-{}-{n}", std::process::id());
+        self.ids.lock().unwrap().push(id.clone());
+        id
+    }
+
+    /// Creates a temporary directory under /tmp that lives as long as this
+    /// runtime.
+    pub fn tempdir(&self, label: &str) -> PathBuf {
+        let dir = new_tempdir(label);
+        let path = dir.path().to_owned();
+        self.tempdirs.lock().unwrap().push(dir);
+        path
+    }
+
+    /// Mounts a tmpfs on the host at `target` and registers it for unmount.
+    pub fn mount_tmpfs(&self, target: &Path) {
+        nix::mount::mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .unwrap_or_else(|err| panic!("mount tmpfs on {}: {err}", target.display()));
+        self.host_mounts.lock().unwrap().push(target.to_owned());
+    }
+
+    /// Returns `conman-runtime --root <root> <args>`, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(self.root()).args(args);
+        command
+    }
+
+    /// Runs `conman-runtime` with `args` and returns its output.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.output_of(self.command(args))
+    }
+
+    /// Runs a command made by [`Runtime::command`] and returns its output.
+    pub fn output_of(&self, command: Command) -> Output {
+        Spawned::new(command).wait(COMMAND_TIMEOUT)
+    }
+
+    /// Runs `args`, panicking with the output unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.output(args);
+        assert!(out.success(), "conman-runtime {} failed: {out}", args.join(" "));
+        out
+    }
+
+    /// Creates container `id` from `bundle`, panicking on failure.
+    pub fn create(&self, bundle: &Bundle, id: &str) -> Output {
+        self.ok(&["create", "--bundle", bundle.path_str(), id])
+    }
+
+    /// Runs `state` and returns the parsed JSON.
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.ok(&["state", id]);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("state of {id} is not JSON ({err}): {out}"))
+    }
+
+    /// Returns the status that `state` reports.
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Polls `state` until the container reaches `status` or
+    /// [`STATUS_TIMEOUT`] passes, and returns the last status seen.
+    pub fn wait_for_status(&self, id: &str, status: &str) -> String {
+        let deadline = Instant::now() + STATUS_TIMEOUT;
+        loop {
+            let current = self.status(id);
+            if current == status || Instant::now() >= deadline {
+                return current;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The directory that holds the state of container `id`.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root().join(id)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in &ids {
+            let mut command = Command::new(&self.binary);
+            command.arg("--root").arg(self.root.path()).args(["delete", "--force", id]);
+            let _ = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        let mounts = std::mem::take(&mut *self.host_mounts.lock().unwrap_or_else(|e| e.into_inner()));
+        for target in mounts.iter().rev() {
+            let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+        }
+        // TempDir's own Drop removes each directory.
+        self.tempdirs.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Returns the applets of the host's busybox, without `busybox` itself (a
+/// symlink of that name would replace the binary).
+pub fn busybox_applets() -> &'static [String] {
+    static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
+    APPLETS.get_or_init(|| {
+        let out = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .unwrap_or_else(|err| panic!("run {BUSYBOX} --list (install busybox-static): {err}"));
+        assert!(out.status.success(), "{BUSYBOX} --list failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|name| !name.is_empty() && *name != "busybox")
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// An OCI bundle in a temporary directory: a busybox rootfs and the
+/// config.json that `conman-runtime spec` writes, with `process.terminal`
+/// set to false.
+pub struct Bundle {
+    dir: PathBuf,
+    config: Value,
+}
+
+impl Bundle {
+    /// Builds a bundle whose directory lives as long as `rt`.
+    pub fn new(rt: &Runtime) -> Bundle {
+        let dir = rt.tempdir("bundle");
+        let bin = dir.join("rootfs").join("bin");
+        fs::create_dir_all(&bin).expect("create rootfs/bin");
+        fs::copy(BUSYBOX, bin.join("busybox")).unwrap_or_else(|err| panic!("copy {BUSYBOX}: {err}"));
+        for applet in busybox_applets() {
+            symlink("busybox", bin.join(applet)).unwrap_or_else(|err| panic!("symlink applet {applet}: {err}"));
+        }
+
+        let out = rt.output(&["spec", "--bundle", dir.to_str().expect("UTF-8 path")]);
+        assert!(out.success(), "conman-runtime spec failed: {out}");
+        let text = fs::read_to_string(dir.join("config.json")).expect("read config.json written by spec");
+        let config: Value = serde_json::from_str(&text).expect("config.json from spec is JSON");
+
+        let mut bundle = Bundle { dir, config };
+        bundle.edit(|config| config["process"]["terminal"] = Value::Bool(false));
+        bundle
+    }
+
+    /// Builds a bundle that runs `args`.
+    pub fn with_args(rt: &Runtime, args: &[&str]) -> Bundle {
+        let mut bundle = Bundle::new(rt);
+        bundle.set_args(args);
+        bundle
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.dir.to_str().expect("bundle path is UTF-8")
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+
+    /// Applies `change` to the configuration and writes config.json.
+    pub fn edit(&mut self, change: impl FnOnce(&mut Value)) {
+        change(&mut self.config);
+        let text = serde_json::to_string_pretty(&self.config).expect("config serialises");
+        fs::write(self.dir.join("config.json"), text).expect("write config.json");
+    }
+
+    /// Sets `process.args` and writes config.json.
+    pub fn set_args(&mut self, args: &[&str]) {
+        self.edit(|config| config["process"]["args"] = serde_json::json!(args));
+    }
+
+    /// Appends an entry to `mounts` and writes config.json.
+    pub fn add_mount(&mut self, mount: Value) {
+        self.edit(|config| config["mounts"].as_array_mut().expect("mounts is an array").push(mount));
+    }
+}
+
+/// The cgroup v1 directory that the runtime makes for container `id` when
+/// config.json has no `linux.cgroupsPath`.
+pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
+    Path::new("/sys/fs/cgroup").join(controller).join("conman").join(id)
+}
+
+/// Reports whether `pid` is a live process. A zombie counts as gone: it runs
+/// nothing, and this VM's pid 1 does not reap orphans, so a container's init
+/// stays a zombie after it exits.
+pub fn process_alive(pid: i32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat.rfind(')').and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Lists the live processes of container `id`: those in one of its cgroups,
+/// and those whose command line has `id` as an argument (a runtime command
+/// or an init that has not reached execve yet).
+pub fn processes_of(id: &str) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let cgroup_suffix = format!("/conman/{id}");
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == own || !process_alive(pid) {
+            continue;
+        }
+        let cgroups = fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let in_cgroup = cgroups.lines().any(|line| line.ends_with(&cgroup_suffix));
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let names_id = cmdline.split(|&b| b == 0).any(|arg| arg == id.as_bytes());
+        if in_cgroup || names_id {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Returns the lines of the host's /proc/self/mountinfo that contain
+/// `needle`.
+pub fn host_mounts_mentioning(needle: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asserts that nothing of container `id` is left: no state directory, no
+/// pids or memory cgroup, no live process.
+pub fn assert_no_leftovers(rt: &Runtime, id: &str) {
+    let dir = rt.container_dir(id);
+    assert!(!dir.exists(), "state directory {} is left behind", dir.display());
+    for controller in ["pids", "memory"] {
+        let cgroup = cgroup_dir(controller, id);
+        assert!(!cgroup.exists(), "cgroup {} is left behind", cgroup.display());
+    }
+    let pids = processes_of(id);
+    assert!(pids.is_empty(), "processes of container {id} are left behind: {pids:?}");
+}

@@ -128,52 +128,67 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> 
     Ok(path.strip_prefix("/").unwrap_or(&path).to_owned())
 }
 
-/// Rejects resource fields that [`apply_resources`] does not write.
+fn nonempty<T>(list: &Option<Vec<T>>) -> bool {
+    list.as_ref().is_some_and(|l| !l.is_empty())
+}
+
+/// Rejects resource fields that [`Cgroup::apply`] does not write. Zero and
+/// empty values count as unset, because engines send them for every field
+/// they do not use (docker's `update --resources -` does).
 pub fn check_resources(resources: &LinuxResources) -> Result<()> {
     let unsupported = |field: &str| {
         Error::InvalidConfig(format!(
             "\"linux.resources.{field}\" is set, but this runtime does not support it yet"
         ))
     };
+    let nonzero = |value: Option<i64>| value.is_some_and(|v| v != 0);
     if let Some(memory) = resources.memory() {
-        if memory.kernel().is_some() {
+        if nonzero(memory.kernel()) {
             return Err(unsupported("memory.kernel"));
         }
-        if memory.kernel_tcp().is_some() {
+        if nonzero(memory.kernel_tcp()) {
             return Err(unsupported("memory.kernelTCP"));
         }
-        if memory.swappiness().is_some() {
-            return Err(unsupported("memory.swappiness"));
+        if memory.use_hierarchy() == Some(false) {
+            return Err(unsupported("memory.useHierarchy=false"));
         }
-        if memory.disable_oom_killer().is_some() {
-            return Err(unsupported("memory.disableOOMKiller"));
-        }
-        if memory.use_hierarchy().is_some() {
-            return Err(unsupported("memory.useHierarchy"));
-        }
-        if memory.check_before_update().is_some() {
+        if memory.check_before_update() == Some(true) {
             return Err(unsupported("memory.checkBeforeUpdate"));
         }
     }
     if let Some(cpu) = resources.cpu() {
-        if cpu.realtime_runtime().is_some() || cpu.realtime_period().is_some() {
-            return Err(unsupported("cpu.realtime*"));
+        if nonzero(cpu.realtime_runtime()) || cpu.realtime_period().is_some_and(|p| p != 0) {
+            return Err(unsupported("cpu.realtimeRuntime/realtimePeriod"));
         }
-        if cpu.idle().is_some() {
+        if nonzero(cpu.idle()) {
             return Err(unsupported("cpu.idle"));
         }
-        if cpu.burst().is_some() {
+        if cpu.burst().is_some_and(|b| b != 0) {
             return Err(unsupported("cpu.burst"));
         }
     }
-    if resources.block_io().is_some() {
-        return Err(unsupported("blockIO"));
+    if let Some(block_io) = resources.block_io() {
+        if block_io.leaf_weight().is_some_and(|w| w != 0) {
+            return Err(unsupported("blockIO.leafWeight"));
+        }
+        if nonempty(block_io.weight_device()) {
+            return Err(unsupported("blockIO.weightDevice"));
+        }
+        if nonempty(block_io.throttle_read_bps_device())
+            || nonempty(block_io.throttle_write_bps_device())
+            || nonempty(block_io.throttle_read_iops_device())
+            || nonempty(block_io.throttle_write_iops_device())
+        {
+            return Err(unsupported("blockIO.throttle*"));
+        }
     }
-    if resources.hugepage_limits().as_ref().is_some_and(|l| !l.is_empty()) {
+    if nonempty(resources.hugepage_limits()) {
         return Err(unsupported("hugepageLimits"));
     }
-    if resources.network().is_some() {
-        return Err(unsupported("network"));
+    if let Some(network) = resources.network() {
+        if network.class_id().is_some_and(|c| c != 0) || nonempty(network.priorities()) {
+            return Err(unsupported("network"));
+        }
     }
     if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
         return Err(unsupported("rdma"));
@@ -237,6 +252,22 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Rebuilds the handle from the directories recorded in a container's
+    /// state, matching each to the hierarchy mounted above it.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<Cgroup> {
+        let hierarchies = hierarchies()?;
+        let mut dirs = Vec::new();
+        for path in paths {
+            let hierarchy = hierarchies
+                .iter()
+                .filter(|h| path.starts_with(&h.mount_point))
+                .max_by_key(|h| h.mount_point.as_os_str().len())
+                .ok_or_else(|| Error::InvalidArgument(format!("cgroup {} is on no mounted hierarchy", path.display())))?;
+            dirs.push((hierarchy.clone(), path.clone()));
+        }
+        Ok(Cgroup { dirs })
+    }
+
     pub fn paths(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|(_, path)| path.clone()).collect()
     }
@@ -253,7 +284,7 @@ impl Cgroup {
         if let Some(dir) = self.find(controller) {
             return write_file(dir.join(v1_file), value.as_bytes());
         }
-        if let Some(dir) = self.unified() {
+        if let Some(dir) = self.unified().filter(|_| !v2_file.is_empty()) {
             let file = dir.join(v2_file);
             if file.exists() {
                 return write_file(file, value.as_bytes());
@@ -273,6 +304,27 @@ impl Cgroup {
             if let Some(limit) = memory.limit() {
                 self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2))?;
             }
+            if let Some(swappiness) = memory.swappiness() {
+                if swappiness > 100 {
+                    return Err(Error::InvalidConfig(format!(
+                        "\"linux.resources.memory.swappiness\" must be 0 to 100, got {swappiness}"
+                    )));
+                }
+                if v2 {
+                    return Err(Error::InvalidConfig(
+                        "\"linux.resources.memory.swappiness\" has no cgroup v2 equivalent".into(),
+                    ));
+                }
+                self.write("memory", "memory.swappiness", "", swappiness.to_string())?;
+            }
+            if memory.disable_oom_killer() == Some(true) {
+                if v2 {
+                    return Err(Error::InvalidConfig(
+                        "\"linux.resources.memory.disableOOMKiller\" has no cgroup v2 equivalent".into(),
+                    ));
+                }
+                self.write("memory", "memory.oom_control", "", "1".into())?;
+            }
             if let Some(swap) = memory.swap() {
                 // v1 takes memory+swap; v2 takes swap alone.
                 let value = if v2 && swap > 0 {
@@ -281,6 +333,15 @@ impl Cgroup {
                     limit_value(swap, v2)
                 };
                 self.write("memory", "memory.memsw.limit_in_bytes", "memory.swap.max", value)?;
+            }
+        }
+        if let Some(weight) = resources.block_io().as_ref().and_then(|b| b.weight()).filter(|&w| w != 0) {
+            if v2 {
+                // blkio weight [10, 1000] onto io.bfq.weight [1, 10000].
+                let converted = 1 + (u32::from(weight.clamp(10, 1000)) - 10) * 9999 / 990;
+                self.write("blkio", "blkio.weight", "io.bfq.weight", converted.to_string())?;
+            } else {
+                self.write("blkio", "blkio.weight", "io.bfq.weight", weight.to_string())?;
             }
         }
         if let Some(pids) = resources.pids() {
@@ -323,6 +384,56 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+
+    /// Changes the limits of a live container.
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        check_resources(resources)?;
+        let pure_v2 = self.dirs.iter().all(|(h, _)| h.unified);
+        self.apply_resources(resources, pure_v2)
+    }
+
+    /// Freezes (`true`) or thaws every process of the container, and waits
+    /// until the kernel reports the new state.
+    pub fn set_frozen(&self, frozen: bool) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(dir) = self.find("freezer") {
+            let wanted = if frozen { "FROZEN" } else { "THAWED" };
+            loop {
+                write_file(dir.join("freezer.state"), wanted.as_bytes())?;
+                let state = fs::read_to_string(dir.join("freezer.state")).unwrap_or_default();
+                if state.trim() == wanted {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::io(
+                        format!("set {} to {wanted}", dir.join("freezer.state").display()),
+                        io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    ));
+                }
+                sleep(Duration::from_millis(1));
+            }
+        }
+        if let Some(dir) = self.unified().filter(|d| d.join("cgroup.freeze").exists()) {
+            let value = if frozen { "1" } else { "0" };
+            write_file(dir.join("cgroup.freeze"), value.as_bytes())?;
+            loop {
+                let events = fs::read_to_string(dir.join("cgroup.events")).unwrap_or_default();
+                if events.lines().any(|l| l == format!("frozen {value}")) {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::io(
+                        format!("wait for {} to report frozen {value}", dir.join("cgroup.events").display()),
+                        io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    ));
+                }
+                sleep(Duration::from_millis(1));
+            }
+        }
+        Err(Error::InvalidArgument(
+            "no freezer: this host has neither the v1 freezer controller nor cgroup v2".into(),
+        ))
     }
 
     /// Writes the device rules of the spec to the v1 devices controller,

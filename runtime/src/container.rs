@@ -303,6 +303,62 @@ impl Runtime {
         Ok(())
     }
 
+    /// Freezes every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let (_locked, record) = self.store.open(id)?;
+        let status = record.live_status();
+        if status != Status::Running {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                message: "only a running container can be paused".into(),
+            });
+        }
+        Cgroup::from_paths(&record.cgroup_paths)?.set_frozen(true)?;
+        tracing::info!(id, "container paused");
+        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let (_locked, record) = self.store.open(id)?;
+        let status = record.live_status();
+        if status != Status::Paused {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                message: "only a paused container can be resumed".into(),
+            });
+        }
+        Cgroup::from_paths(&record.cgroup_paths)?.set_frozen(false)?;
+        tracing::info!(id, "container resumed");
+        Ok(())
+    }
+
+    /// Changes the cgroup limits of a created, running or paused container.
+    pub fn update(&self, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let (_locked, record) = self.store.open(id)?;
+        let status = record.live_status();
+        if status == Status::Stopped {
+            return Err(Error::WrongState {
+                id: id.to_owned(),
+                status: status.to_string(),
+                message: "a stopped container cannot be updated".into(),
+            });
+        }
+        Cgroup::from_paths(&record.cgroup_paths)?.update(resources)?;
+        tracing::info!(id, "container resources updated");
+        Ok(())
+    }
+
+    /// Lists the host pids of every process in the container's cgroup.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        let (_locked, record) = self.store.open(id)?;
+        let mut pids = cgroups::container_procs(&record.cgroup_paths);
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
     /// Deletes a container: refuses a running one unless `force`, kills
     /// what is left, removes its cgroups and its state.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {

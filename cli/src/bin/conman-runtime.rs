@@ -138,6 +138,58 @@ enum Command {
         force: bool,
         id: String,
     },
+    /// Freeze every process of a running container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        /// Output format: a `ps` table, or a JSON array of host pids.
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Options passed to ps(1) for the table format (default: -ef).
+        #[arg(last = true)]
+        ps_options: Vec<String>,
+    },
+    /// Change the cgroup limits of a container.
+    Update {
+        /// OCI LinuxResources JSON file with the new limits; `-` reads it
+        /// from standard input.
+        #[arg(short = 'r', long)]
+        resources: Option<PathBuf>,
+        /// Memory limit in bytes (suffixes k, m, g allowed); -1 for none.
+        #[arg(long)]
+        memory: Option<String>,
+        /// Memory plus swap limit in bytes; -1 for none.
+        #[arg(long = "memory-swap")]
+        memory_swap: Option<String>,
+        /// Memory soft limit in bytes.
+        #[arg(long = "memory-reservation")]
+        memory_reservation: Option<String>,
+        /// CPU shares (relative weight).
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        /// CPU CFS quota in microseconds per period; -1 for none.
+        #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+        cpu_quota: Option<i64>,
+        /// CPU CFS period in microseconds.
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+        /// CPUs the container may run on (0-3, 0,1).
+        #[arg(long = "cpuset-cpus")]
+        cpuset_cpus: Option<String>,
+        /// Memory nodes the container may use.
+        #[arg(long = "cpuset-mems")]
+        cpuset_mems: Option<String>,
+        /// Maximum number of processes; -1 or 0 for none.
+        #[arg(long = "pids-limit", allow_hyphen_values = true)]
+        pids_limit: Option<i64>,
+        /// Block IO weight, 10 to 1000.
+        #[arg(long = "blkio-weight")]
+        blkio_weight: Option<u16>,
+        id: String,
+    },
     /// Write a default config.json into the bundle directory.
     Spec {
         /// Bundle directory in which config.json is written.
@@ -204,6 +256,67 @@ fn execute(runtime: &Runtime, command: Command) -> runtime::Result<i32> {
         }
         Command::Delete { force, id } => runtime.delete(&id, force)?,
         Command::Spec { bundle, rootless } => write_spec(&bundle, rootless)?,
+        Command::Pause { id } => runtime.pause(&id)?,
+        Command::Resume { id } => runtime.resume(&id)?,
+        Command::Ps { format, id, ps_options } => ps(runtime, format, &id, &ps_options)?,
+        Command::Update {
+            resources,
+            memory,
+            memory_swap,
+            memory_reservation,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            cpuset_cpus,
+            cpuset_mems,
+            pids_limit,
+            blkio_weight,
+            id,
+        } => {
+            let mut value = match resources {
+                Some(path) => read_resources(&path)?,
+                None => serde_json::json!({}),
+            };
+            let mut set = |section: &str, key: &str, v: serde_json::Value| {
+                if !value[section].is_object() {
+                    value[section] = serde_json::json!({});
+                }
+                value[section][key] = v;
+            };
+            if let Some(v) = memory {
+                set("memory", "limit", parse_bytes("--memory", &v)?.into());
+            }
+            if let Some(v) = memory_swap {
+                set("memory", "swap", parse_bytes("--memory-swap", &v)?.into());
+            }
+            if let Some(v) = memory_reservation {
+                set("memory", "reservation", parse_bytes("--memory-reservation", &v)?.into());
+            }
+            if let Some(v) = cpu_shares {
+                set("cpu", "shares", v.into());
+            }
+            if let Some(v) = cpu_quota {
+                set("cpu", "quota", v.into());
+            }
+            if let Some(v) = cpu_period {
+                set("cpu", "period", v.into());
+            }
+            if let Some(v) = cpuset_cpus {
+                set("cpu", "cpus", v.into());
+            }
+            if let Some(v) = cpuset_mems {
+                set("cpu", "mems", v.into());
+            }
+            if let Some(v) = pids_limit {
+                set("pids", "limit", v.into());
+            }
+            if let Some(v) = blkio_weight {
+                set("blockIO", "weight", v.into());
+            }
+            let resources: oci_spec::runtime::LinuxResources = serde_json::from_value(value)
+                .map_err(|err| runtime::Error::InvalidArgument(format!("invalid resources: {err}")))?;
+            runtime.update(&id, &resources)?;
+        }
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&runtime::features::document()).expect("features serialise"));
         }
@@ -267,4 +380,77 @@ fn write_spec(bundle: &std::path::Path, rootless: bool) -> runtime::Result<()> {
         })?;
     file.write_all(text.as_bytes())
         .map_err(|err| runtime::Error::io(format!("write {}", path.display()), err))
+}
+
+fn read_resources(path: &std::path::Path) -> runtime::Result<serde_json::Value> {
+    let text = if path == std::path::Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|err| runtime::Error::io("read resources from standard input", err))?;
+        text
+    } else {
+        std::fs::read_to_string(path).map_err(|err| runtime::Error::io(format!("read {}", path.display()), err))?
+    };
+    serde_json::from_str(&text).map_err(|err| {
+        runtime::Error::InvalidArgument(format!("invalid resources JSON in {}: {err}", path.display()))
+    })
+}
+
+/// Parses a byte count with an optional k, m, g or t suffix (powers of
+/// 1024), as runc's update flags accept them; -1 means no limit.
+fn parse_bytes(flag: &str, text: &str) -> runtime::Result<i64> {
+    let invalid = || runtime::Error::InvalidArgument(format!("{flag}: invalid size \"{text}\""));
+    let lower = text.trim().to_ascii_lowercase();
+    if lower == "-1" {
+        return Ok(-1);
+    }
+    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, suffix) = lower.split_at(digits_end);
+    let number: i64 = digits.parse().map_err(|_| invalid())?;
+    let multiplier: i64 = match suffix.trim_end_matches('b').trim_end_matches('i') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(invalid()),
+    };
+    number.checked_mul(multiplier).ok_or_else(invalid)
+}
+
+/// Prints the container's processes: a JSON array of pids, or the lines of
+/// ps(1) output whose PID column is one of them.
+fn ps(runtime: &Runtime, format: ListFormat, id: &str, options: &[String]) -> runtime::Result<()> {
+    let pids = runtime.pids(id)?;
+    if format == ListFormat::Json {
+        println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
+        return Ok(());
+    }
+    let args: Vec<String> = if options.is_empty() { vec!["-ef".into()] } else { options.to_vec() };
+    let output = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|err| runtime::Error::io("run ps", err))?;
+    if !output.status.success() {
+        return Err(runtime::Error::InvalidArgument(format!(
+            "ps {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    let column = header
+        .split_whitespace()
+        .position(|name| name == "PID")
+        .ok_or_else(|| runtime::Error::InvalidArgument(format!("ps {} printed no PID column", args.join(" "))))?;
+    println!("{header}");
+    for line in lines {
+        let pid = line.split_whitespace().nth(column).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
