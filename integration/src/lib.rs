@@ -36,7 +36,7 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// in `grep conman /proc/self/mountinfo`.
 const TEMP_PREFIX: &str = "conman-it.";
 
-/// Returns the directory that holds the release binaries: `CONMAN_BIN_DIR`,
+/// Returns the directory that contains the release binaries: `CONMAN_BIN_DIR`,
 /// or `target/release` of this workspace.
 pub fn bin_dir() -> PathBuf {
     match std::env::var_os("CONMAN_BIN_DIR") {
@@ -51,7 +51,7 @@ pub fn runtime_bin() -> PathBuf {
     let path = bin_dir().join("conman-runtime");
     if !path.is_file() {
         panic!(
-            "{} not found: run cargo build --release first, or set CONMAN_BIN_DIR to the directory that holds conman-runtime",
+            "{} not found: run cargo build --release first, or set CONMAN_BIN_DIR to the directory that contains conman-runtime",
             path.display()
         );
     }
@@ -226,7 +226,7 @@ impl Runtime {
         }
     }
 
-    /// The `--root` directory of this test.
+    /// Returns the `--root` directory of this test.
     pub fn root(&self) -> &Path {
         self.root.path()
     }
@@ -316,7 +316,7 @@ impl Runtime {
         }
     }
 
-    /// The directory that holds the state of container `id`.
+    /// Returns the directory that contains the state of container `id`.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root().join(id)
     }
@@ -428,15 +428,15 @@ impl Bundle {
     }
 }
 
-/// The cgroup v1 directory that the runtime makes for container `id` when
-/// config.json has no `linux.cgroupsPath`.
+/// Returns the cgroup v1 directory that the runtime makes for container `id`
+/// when config.json has no `linux.cgroupsPath`.
 pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
     Path::new("/sys/fs/cgroup").join(controller).join("conman").join(id)
 }
 
 /// Reports whether `pid` is a live process. A zombie counts as gone: it runs
-/// nothing, and this VM's pid 1 does not reap orphans, so a container's init
-/// stays a zombie after it exits.
+/// nothing, and an exited container init is an orphan that stays a zombie
+/// until the host's pid 1 reaps it, which can be after the test checks.
 pub fn process_alive(pid: i32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;

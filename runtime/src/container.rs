@@ -153,8 +153,8 @@ impl Runtime {
 
             let pid = clone_process(plan.clone_flags).context(|| "clone the container init".to_owned())?;
             if pid == 0 {
-                // The child shares the lock's open file description: close
-                // its copy, or the lock would live as long as the init.
+                // The record lock belongs to the parent only; the child's
+                // copy of the descriptor is of no use to it.
                 drop(cleanup.locked.take());
                 drop(parent_sync);
                 drop(pty_receiver);

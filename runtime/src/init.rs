@@ -11,14 +11,13 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::Spec;
 
 use crate::error::{Context, Error, Result};
 use crate::namespaces::{self, NamespacePlan};
-use crate::process::{self, CapabilitySets};
+use crate::process;
 use crate::rootfs::{self, RootfsContext};
 use crate::sys;
 use crate::terminal;
@@ -72,7 +71,7 @@ pub fn run(mut args: InitArgs) -> ! {
     }
 }
 
-enum Never {}
+pub enum Never {}
 
 fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     reset_signals();
@@ -140,30 +139,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;
     }
-    if let Some(rlimits) = process.rlimits() {
-        process::apply_rlimits(rlimits)?;
-    }
-
-    let capabilities = process.capabilities().as_ref().map(CapabilitySets::from_spec).transpose()?;
-    if let Some(caps) = &capabilities {
-        caps.apply_bounding()?;
-        nix::sys::prctl::set_keepcaps(true).context(|| "set keepcaps".to_owned())?;
-    }
-    process::switch_user(process)?;
-    if let Some(caps) = &capabilities {
-        caps.apply_rest()?;
-        nix::sys::prctl::set_keepcaps(false).context(|| "clear keepcaps".to_owned())?;
-    }
-    if process.no_new_privileges().unwrap_or(false) {
-        process::set_no_new_privs()?;
-    }
-
-    let cwd = process.cwd();
-    change_directory(cwd)?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
-    let argv: Vec<String> = process.args().clone().unwrap_or_default();
-    let executable = process::find_executable(&argv[0], &env, cwd)?;
-    let exec = ExecArgs::new(&executable, &argv, &env)?;
+    let exec = process::prepare(process)?;
 
     prepare_descriptors(args.preserve_fds)?;
     nix::sys::prctl::set_pdeathsig(None).context(|| "clear parent death signal".to_owned())?;
@@ -178,7 +154,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
 
 /// Restores default signal handling: the runtime may have blocked signals to
 /// forward them, and Rust ignores SIGPIPE, which would survive execve.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // SAFETY: resetting dispositions and the mask of this single-threaded
     // process.
     unsafe {
@@ -193,12 +169,12 @@ fn reset_signals() {
     }
 }
 
-fn send(sync: &OwnedFd, message: &[u8]) -> Result<()> {
+pub(crate) fn send(sync: &OwnedFd, message: &[u8]) -> Result<()> {
     nix::unistd::write(sync, message).context(|| "write to sync socket".to_owned())?;
     Ok(())
 }
 
-fn wait_for_go(sync: &OwnedFd) -> Result<()> {
+pub(crate) fn wait_for_go(sync: &OwnedFd) -> Result<()> {
     let mut buf = [0u8; 1];
     let n = nix::unistd::read(sync.as_raw_fd(), &mut buf).context(|| "read from sync socket".to_owned())?;
     if n != 1 || buf[0] != MSG_GO {
@@ -220,7 +196,7 @@ fn set_hostname(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn setup_terminal(process: &oci_spec::runtime::Process, console: &OwnedFd) -> Result<()> {
+pub(crate) fn setup_terminal(process: &oci_spec::runtime::Process, console: &OwnedFd) -> Result<()> {
     let (master, slave) = terminal::open_pty()?;
     rootfs::mount_console(&slave)?;
     if let Some(size) = process.console_size() {
@@ -252,24 +228,9 @@ fn join_session_keyring(id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Changes to the process's working directory, and checks that it is inside
-/// the container: a cwd reached through a leaked descriptor would be
-/// outside the root, and getcwd(2) then reports it as "(unreachable)".
-fn change_directory(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd \"{}\" set in config.json", cwd.display()))?;
-    let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
-    if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(Error::Init(format!(
-            "working directory \"{}\" is outside the container",
-            cwd.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Marks every descriptor above stdio and the preserved ones close-on-exec,
 /// and clears the flag on the preserved ones.
-fn prepare_descriptors(preserve_fds: u32) -> Result<()> {
+pub(crate) fn prepare_descriptors(preserve_fds: u32) -> Result<()> {
     sys::cloexec_from(3 + preserve_fds).context(|| "mark descriptors close-on-exec".to_owned())?;
     for fd in 3..3 + preserve_fds as i32 {
         sys::set_cloexec(fd, false).context(|| format!("preserve fd {fd}"))?;
@@ -285,45 +246,6 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
             Ok(_) => return Err(Error::Init("exec fifo closed before start".into())),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(Error::errno("read exec fifo", errno)),
-        }
-    }
-}
-
-/// The arguments of execve, built before "ready" so that nothing allocates
-/// or fails between the start signal and the exec.
-struct ExecArgs {
-    path: CString,
-    argv: Vec<CString>,
-    env: Vec<CString>,
-}
-
-impl ExecArgs {
-    fn new(path: &PathBuf, argv: &[String], env: &[String]) -> Result<Self> {
-        let to_c = |s: &str| CString::new(s).map_err(|_| Error::InvalidConfig(format!("\"{s}\" contains a NUL byte")));
-        Ok(ExecArgs {
-            path: CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::InvalidConfig("executable path contains a NUL byte".into()))?,
-            argv: argv.iter().map(|a| to_c(a)).collect::<Result<_>>()?,
-            env: env.iter().map(|e| to_c(e)).collect::<Result<_>>()?,
-        })
-    }
-
-    fn exec(self) -> Result<Never> {
-        let errno = match nix::unistd::execve(&self.path, &self.argv, &self.env) {
-            Ok(never) => match never {},
-            Err(errno) => errno,
-        };
-        // The runtime has already returned from `create`; the only way left
-        // to report is the container's stderr and exit status, 127 for a
-        // missing program and 126 for one that cannot run, as shells do.
-        let message = format!(
-            "conman-runtime: exec \"{}\": {}\n",
-            self.path.to_string_lossy(),
-            std::io::Error::from_raw_os_error(errno as i32)
-        );
-        // SAFETY: write to stderr and exit without running destructors.
-        unsafe {
-            libc::write(2, message.as_ptr().cast(), message.len());
-            libc::_exit(if errno == nix::errno::Errno::ENOENT { 127 } else { 126 })
         }
     }
 }

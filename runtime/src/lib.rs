@@ -8,6 +8,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod features;
 pub mod init;
 pub mod mounts;

@@ -276,3 +276,92 @@ mod tests {
         assert_eq!(env_value(&env, "C"), None);
     }
 }
+
+/// Applies the process attributes that need privileges (rlimits,
+/// capabilities, user, no_new_privs), changes to the working directory and
+/// resolves the executable. Returns the execve arguments, ready to use.
+pub fn prepare(process: &Process) -> Result<ExecArgs> {
+    if let Some(rlimits) = process.rlimits() {
+        apply_rlimits(rlimits)?;
+    }
+
+    let capabilities = process.capabilities().as_ref().map(CapabilitySets::from_spec).transpose()?;
+    if let Some(caps) = &capabilities {
+        caps.apply_bounding()?;
+        nix::sys::prctl::set_keepcaps(true).context(|| "set keepcaps".to_owned())?;
+    }
+    switch_user(process)?;
+    if let Some(caps) = &capabilities {
+        caps.apply_rest()?;
+        nix::sys::prctl::set_keepcaps(false).context(|| "clear keepcaps".to_owned())?;
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        set_no_new_privs()?;
+    }
+
+    let cwd = process.cwd();
+    change_directory(cwd)?;
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let argv: Vec<String> = process.args().clone().unwrap_or_default();
+    let arg0 = argv
+        .first()
+        .ok_or_else(|| Error::InvalidConfig("\"process.args\" is empty".into()))?;
+    let executable = find_executable(arg0, &env, cwd)?;
+    ExecArgs::new(&executable, &argv, &env)
+}
+
+/// Changes to the process's working directory, and checks that it is inside
+/// the container: a cwd reached through a leaked descriptor would be
+/// outside the root, and getcwd(2) then reports it as "(unreachable)".
+fn change_directory(cwd: &Path) -> Result<()> {
+    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd \"{}\" set in config.json", cwd.display()))?;
+    let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
+    if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(Error::Init(format!(
+            "working directory \"{}\" is outside the container",
+            cwd.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The arguments of execve, built in advance so that nothing allocates or
+/// fails between the start signal and the exec.
+pub struct ExecArgs {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl ExecArgs {
+    fn new(path: &Path, argv: &[String], env: &[String]) -> Result<Self> {
+        let to_c = |s: &str| CString::new(s).map_err(|_| Error::InvalidConfig(format!("\"{s}\" contains a NUL byte")));
+        Ok(ExecArgs {
+            path: CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| Error::InvalidConfig("executable path contains a NUL byte".into()))?,
+            argv: argv.iter().map(|a| to_c(a)).collect::<Result<_>>()?,
+            env: env.iter().map(|e| to_c(e)).collect::<Result<_>>()?,
+        })
+    }
+
+    /// Calls execve. It returns only on failure: it then prints the reason on
+    /// stderr, the only channel left once the runtime has returned, and exits
+    /// with 127 for a missing program and 126 for one that cannot run, as
+    /// shells do.
+    pub fn exec(self) -> ! {
+        let errno = match nix::unistd::execve(&self.path, &self.argv, &self.env) {
+            Ok(never) => match never {},
+            Err(errno) => errno,
+        };
+        let message = format!(
+            "conman-runtime: exec \"{}\": {}\n",
+            self.path.to_string_lossy(),
+            std::io::Error::from_raw_os_error(errno as i32)
+        );
+        // SAFETY: write to stderr and exit without running destructors.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(if errno == nix::errno::Errno::ENOENT { 127 } else { 126 })
+        }
+    }
+}

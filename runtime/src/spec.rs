@@ -41,9 +41,10 @@ pub fn parse(text: &str) -> std::result::Result<Spec, String> {
         let mut record_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
         let tracked = serde_ignored::Deserializer::new(&mut json, &mut record_unknown);
         let spec: Spec = serde_path_to_error::deserialize(tracked).map_err(|err| {
-            let field = err.path().to_string();
+            let field = clean_path(&err.path().to_string());
             let inner = err.into_inner();
-            if field == "." || field.is_empty() {
+            let syntax = matches!(inner.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+            if syntax || field.is_empty() {
                 format!("invalid JSON: {inner}")
             } else {
                 format!("invalid value for \"{field}\": {inner}")
@@ -52,12 +53,21 @@ pub fn parse(text: &str) -> std::result::Result<Spec, String> {
         json.end().map_err(|err| format!("invalid JSON: {err}"))?;
         spec
     };
-    if let Some(field) = unknown.first() {
+    if let Some(field) = unknown.first().map(|f| clean_path(f)) {
         return Err(format!(
             "unknown field \"{field}\" (not part of the OCI runtime spec that this runtime implements)"
         ));
     }
     Ok(spec)
+}
+
+/// Removes the `?` segments that the path trackers print for positions they
+/// cannot name (the inside of an `Option`), and the lone `.` of the root.
+fn clean_path(path: &str) -> String {
+    path.split('.')
+        .filter(|segment| !segment.is_empty() && *segment != "?")
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// Resolves `root.path` against the bundle directory.
@@ -341,6 +351,20 @@ mod tests {
         let message = parse(&text).unwrap_err();
         assert!(message.contains("process.user.uid"), "{message}");
         assert!(message.contains("line 5"), "{message}");
+    }
+
+    #[test]
+    fn unknown_nested_field_has_clean_path() {
+        let text = DEFAULT_CONFIG.replace(r#""cwd": "/","#, r#""cwd": "/", "bogus": 1,"#);
+        let message = parse(&text).unwrap_err();
+        assert!(message.contains("unknown field \"process.bogus\""), "{message}");
+    }
+
+    #[test]
+    fn truncated_json_is_a_syntax_error() {
+        let message = parse(r#"{"ociVersion": "1.0.2","#).unwrap_err();
+        assert!(message.starts_with("invalid JSON: "), "{message}");
+        assert!(message.contains("line 1"), "{message}");
     }
 
     #[test]

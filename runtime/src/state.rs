@@ -3,9 +3,12 @@
 //! Each container owns `<root>/<id>/`, holding `state.json` (written by
 //! rename, so readers never see half a file) and, until the container is
 //! started, the `exec.fifo` on which its init waits. Commands that act on a
-//! container hold an exclusive `flock` on the directory for their duration,
-//! which serialises concurrent commands on one id; `create` makes the
-//! directory with `mkdir`, so two creates of one id cannot both succeed.
+//! container hold an exclusive POSIX record lock on `<root>/<id>/lock` for
+//! their duration, which serialises concurrent commands on one id; `create`
+//! makes the directory with `mkdir`, so two creates of one id cannot both
+//! succeed. A record lock, unlike flock(2), is not inherited by fork: a
+//! container process cloned while the lock is held (and possibly frozen in
+//! its cgroup right after) never keeps other commands waiting.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -21,6 +24,7 @@ use crate::error::{Context, Error, Result};
 
 pub const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+pub const LOCK_FILE: &str = "lock";
 pub const OCI_VERSION: &str = "1.2.0";
 
 /// Lifecycle status, as the OCI runtime spec names it.
@@ -207,7 +211,7 @@ impl Store {
             }
             Err(err) => return Err(Error::io(format!("create {}", dir.display()), err)),
         }
-        match lock_dir(&dir) {
+        match lock_dir(&dir, true) {
             Ok(lock) => Ok(Locked {
                 id: id.to_owned(),
                 dir,
@@ -224,7 +228,7 @@ impl Store {
     pub fn open(&self, id: &str) -> Result<(Locked, Record)> {
         validate_id(id)?;
         let dir = self.container_dir(id);
-        let lock = match lock_dir(&dir) {
+        let lock = match lock_dir(&dir, false) {
             Ok(lock) => lock,
             Err(err) if err.raw_os_error() == Some(libc::ENOENT) => {
                 return Err(Error::NotFound(id.to_owned()))
@@ -267,13 +271,35 @@ impl Store {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
-    let file = File::open(dir).map_err(|err| Error::io(format!("open {}", dir.display()), err))?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } < 0 {
-        return Err(Error::last_os(format!("lock {}", dir.display())));
+/// Takes the write lock of a container directory, creating the lock file
+/// when `create` is set; waits while another command holds it.
+fn lock_dir(dir: &Path, create: bool) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|err| Error::io(format!("open {}", path.display()), err))?;
+    let lock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    loop {
+        // SAFETY: F_SETLKW with a valid flock structure.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &lock) } == 0 {
+            return Ok(file);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io(format!("lock {}", path.display()), err));
+        }
     }
-    Ok(file)
 }
 
 fn load_record(id: &str, dir: &Path) -> Result<Record> {

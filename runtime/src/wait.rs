@@ -14,7 +14,7 @@ use crate::terminal::{self, RawMode};
 /// Signals that `run` does not forward: SIGCHLD tells it the init exited,
 /// SIGWINCH resizes the relayed terminal, and SIGKILL/SIGSTOP cannot be
 /// caught.
-fn forwarded_set() -> SigSet {
+pub(crate) fn forwarded_set() -> SigSet {
     let mut set = SigSet::all();
     for signal in [Signal::SIGKILL, Signal::SIGSTOP] {
         set.remove(signal);
@@ -60,7 +60,7 @@ pub(crate) fn run_and_wait(
 
 /// Waits for `pid` to exit, forwarding signals, and relaying the terminal
 /// between our stdio and `pty` when there is one. Returns the wait status.
-fn wait_loop(pid: i32, pty: Option<OwnedFd>, set: &SigSet) -> Result<i32> {
+pub(crate) fn wait_loop(pid: i32, pty: Option<OwnedFd>, set: &SigSet) -> Result<i32> {
     let signals = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC).context(|| "create signalfd".to_owned())?;
     let _raw = pty.as_ref().and_then(|_| RawMode::enable(0));
     if let Some(pty) = &pty {

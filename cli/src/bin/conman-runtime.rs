@@ -90,6 +90,64 @@ impl CreateArgs {
     }
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// OCI process JSON file describing the process (replaces the command
+    /// and the process flags).
+    #[arg(short = 'p', long)]
+    process: Option<PathBuf>,
+    /// Give the process a pseudo-terminal.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Return once the process runs, without waiting for it.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Unix socket to which the pty master is sent.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to which the process's host pid is written.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory of the process, inside the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// User to run as: UID or UID:GID.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Supplementary group id; repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Add a capability (CAP_NET_ADMIN or NET_ADMIN); repeatable.
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// AppArmor profile (not supported yet: rejected).
+    #[arg(short = 'a', long)]
+    apparmor: Option<String>,
+    /// SELinux process label (not supported yet: rejected).
+    #[arg(short = 'l', long = "process-label")]
+    process_label: Option<String>,
+    /// Pass this many extra descriptors (3 onwards) to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Exec even if the container is paused.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Sub-cgroup to run the process in (not supported yet: rejected).
+    #[arg(long)]
+    cgroup: Vec<String>,
+    /// Container id.
+    id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ListFormat {
     Table,
@@ -138,6 +196,8 @@ enum Command {
         force: bool,
         id: String,
     },
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
     /// Freeze every process of a running container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -256,6 +316,7 @@ fn execute(runtime: &Runtime, command: Command) -> runtime::Result<i32> {
         }
         Command::Delete { force, id } => runtime.delete(&id, force)?,
         Command::Spec { bundle, rootless } => write_spec(&bundle, rootless)?,
+        Command::Exec(args) => return exec(runtime, args),
         Command::Pause { id } => runtime.pause(&id)?,
         Command::Resume { id } => runtime.resume(&id)?,
         Command::Ps { format, id, ps_options } => ps(runtime, format, &id, &ps_options)?,
@@ -453,4 +514,91 @@ fn ps(runtime: &Runtime, format: ListFormat, id: &str, options: &[String]) -> ru
         }
     }
     Ok(())
+}
+
+fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
+    let invalid = |message: String| runtime::Error::InvalidArgument(message);
+    if args.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(invalid("--apparmor is not supported yet: this runtime does not apply AppArmor profiles".into()));
+    }
+    if args.process_label.as_deref().is_some_and(|l| !l.is_empty()) {
+        return Err(invalid("--process-label is not supported yet: this runtime does not apply SELinux labels".into()));
+    }
+    if !args.cgroup.is_empty() {
+        return Err(invalid("--cgroup is not supported yet: exec processes join the container's own cgroup".into()));
+    }
+    let process = match &args.process {
+        Some(path) => {
+            if !args.command.is_empty() {
+                return Err(invalid("give either --process or a command, not both".into()));
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| runtime::Error::io(format!("read {}", path.display()), err))?;
+            let mut json = serde_json::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize::<_, oci_spec::runtime::Process>(&mut json).map_err(|err| {
+                invalid(format!("{}: invalid value for \"{}\": {}", path.display(), err.path(), err.inner()))
+            })?
+        }
+        None => {
+            if args.command.is_empty() {
+                return Err(invalid("exec needs a command after the container id, or --process FILE".into()));
+            }
+            let mut process = runtime::exec::default_process(runtime, &args.id)?;
+            process.set_args(Some(args.command.clone()));
+            process.set_terminal(Some(args.tty));
+            let mut env = process.env().clone().unwrap_or_default();
+            env.extend(args.env.iter().cloned());
+            process.set_env(Some(env));
+            if let Some(cwd) = &args.cwd {
+                process.set_cwd(cwd.clone());
+            }
+            if let Some(user) = &args.user {
+                let (uid, gid) = match user.split_once(':') {
+                    Some((uid, gid)) => (uid, Some(gid)),
+                    None => (user.as_str(), None),
+                };
+                let uid: u32 = uid.parse().map_err(|_| invalid(format!("--user \"{user}\": UID must be a number")))?;
+                let mut spec_user = process.user().clone();
+                spec_user.set_uid(uid);
+                if let Some(gid) = gid {
+                    let gid: u32 = gid.parse().map_err(|_| invalid(format!("--user \"{user}\": GID must be a number")))?;
+                    spec_user.set_gid(gid);
+                }
+                process.set_user(spec_user);
+            }
+            if !args.additional_gids.is_empty() {
+                let mut spec_user = process.user().clone();
+                spec_user.set_additional_gids(Some(args.additional_gids.clone()));
+                process.set_user(spec_user);
+            }
+            if !args.cap.is_empty() {
+                let mut caps = process.capabilities().clone().unwrap_or_default();
+                for name in &args.cap {
+                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::json!(name))
+                        .map_err(|_| invalid(format!("--cap: unknown capability \"{name}\"")))?;
+                    let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                        let mut set = set.clone().unwrap_or_default();
+                        set.insert(cap);
+                        Some(set)
+                    };
+                    caps.set_bounding(add(caps.bounding()));
+                    caps.set_effective(add(caps.effective()));
+                    caps.set_permitted(add(caps.permitted()));
+                }
+                process.set_capabilities(Some(caps));
+            }
+            if args.no_new_privs {
+                process.set_no_new_privileges(Some(true));
+            }
+            process
+        }
+    };
+    let options = runtime::exec::ExecOptions {
+        console_socket: args.console_socket.clone(),
+        pid_file: args.pid_file.clone(),
+        detach: args.detach,
+        preserve_fds: args.preserve_fds,
+        ignore_paused: args.ignore_paused,
+    };
+    runtime.exec(&args.id, &process, &options)
 }

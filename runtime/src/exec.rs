@@ -1,0 +1,311 @@
+//! `exec`: a new process in a running container.
+//!
+//! The runtime joins the container's pid namespace itself (setns of a pid
+//! namespace only applies to children), then forks the process, places it
+//! in the container's cgroups, and lets it join the other namespaces: the
+//! user namespace first, the mount namespace last. The process then takes
+//! the container's process attributes, as overridden by the caller, and
+//! calls execve. Nothing in the running container is touched, so a failed
+//! exec never harms it.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use oci_spec::runtime::Process;
+
+use crate::cgroups::Cgroup;
+use crate::container::{exit_code, Runtime};
+use crate::error::{Context, Error, Result};
+use crate::init::{self, MSG_ERROR, MSG_GO, MSG_READY};
+use crate::state::{self, Status};
+use crate::sys;
+use crate::terminal;
+
+/// Options of `exec`.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// Namespaces in the order the process joins them; the pid namespace is
+/// joined by the runtime before the fork.
+const JOIN_ORDER: &[(&str, libc::c_int)] = &[
+    ("user", libc::CLONE_NEWUSER),
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("time", libc::CLONE_NEWTIME),
+    ("mnt", libc::CLONE_NEWNS),
+];
+
+/// Opens the namespaces of `pid` that differ from this process's own.
+fn open_namespaces(pid: i32, name: &str) -> Result<Option<OwnedFd>> {
+    let theirs = format!("/proc/{pid}/ns/{name}");
+    let ours = format!("/proc/self/ns/{name}");
+    let their_meta = match fs::metadata(&theirs) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(format!("stat {theirs}"), err)),
+    };
+    if fs::metadata(&ours).is_ok_and(|m| m.ino() == their_meta.ino() && m.dev() == their_meta.dev()) {
+        return Ok(None);
+    }
+    let fd = sys::openat(libc::AT_FDCWD, std::path::Path::new(&theirs), libc::O_RDONLY, 0)
+        .context(|| format!("open {theirs}"))?;
+    Ok(Some(fd))
+}
+
+/// Builds the process of an exec from the container's own process and the
+/// caller's overrides.
+pub fn default_process(runtime: &Runtime, id: &str) -> Result<Process> {
+    let (_locked, record) = runtime.store.open(id)?;
+    let spec = crate::spec::load(&record.bundle.join("config.json"))?;
+    spec.process()
+        .clone()
+        .ok_or_else(|| Error::InvalidConfig("\"process\" is missing".into()))
+}
+
+impl Runtime {
+    /// Runs `process` in container `id`. Returns its exit status, or 0 once
+    /// it runs with `detach`.
+    pub fn exec(&self, id: &str, process: &Process, options: &ExecOptions) -> Result<i32> {
+        if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::InvalidArgument("exec needs a command: the process args are empty".into()));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "the process cwd \"{}\" is not an absolute path",
+                process.cwd().display()
+            )));
+        }
+        let terminal = process.terminal().unwrap_or(false);
+        if terminal && options.console_socket.is_none() && options.detach {
+            return Err(Error::InvalidArgument(
+                "a detached exec with a terminal needs --console-socket".into(),
+            ));
+        }
+        if !terminal && options.console_socket.is_some() {
+            return Err(Error::InvalidArgument(
+                "--console-socket was given, but the process has no terminal (use --tty)".into(),
+            ));
+        }
+
+        let set = crate::wait::forwarded_set();
+        let mut old = SigSet::empty();
+        if !options.detach {
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).context(|| "block signals".to_owned())?;
+        }
+        let result = self.exec_inner(id, process, options, terminal, &set);
+        if !options.detach {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+        result
+    }
+
+    fn exec_inner(&self, id: &str, process: &Process, options: &ExecOptions, terminal: bool, set: &SigSet) -> Result<i32> {
+        let (locked, record) = self.store.open(id)?;
+        let status = record.live_status();
+        match status {
+            Status::Running | Status::Created => {}
+            Status::Paused if options.ignore_paused => {}
+            Status::Paused => {
+                return Err(Error::WrongState {
+                    id: id.to_owned(),
+                    status: status.to_string(),
+                    message: "resume it first, or use --ignore-paused".into(),
+                })
+            }
+            _ => {
+                return Err(Error::WrongState {
+                    id: id.to_owned(),
+                    status: status.to_string(),
+                    message: "cannot exec in a stopped container".into(),
+                })
+            }
+        }
+        let cgroup = Cgroup::from_paths(&record.cgroup_paths)?;
+        let pid_ns = open_namespaces(record.pid, "pid")?;
+        let mut joins = Vec::new();
+        for &(name, flag) in JOIN_ORDER {
+            if let Some(fd) = open_namespaces(record.pid, name)? {
+                joins.push((name, flag, fd));
+            }
+        }
+        let in_user_ns = joins.iter().any(|(name, _, _)| *name == "user");
+
+        let (console, pty_receiver) = match (&options.console_socket, terminal) {
+            (Some(path), _) => (Some(terminal::connect(path)?), None),
+            (None, true) => {
+                let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                    .context(|| "create console socket pair".to_owned())?;
+                (Some(theirs), Some(ours))
+            }
+            (None, false) => (None, None),
+        };
+        let (parent_sync, child_sync) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+            .context(|| "create sync socket pair".to_owned())?;
+
+        if let Some(fd) = &pid_ns {
+            // SAFETY: setns on a namespace descriptor; this process is
+            // single-threaded, as setns(CLONE_NEWPID) requires.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
+                return Err(Error::last_os(format!("join the pid namespace of container \"{id}\"")));
+            }
+        }
+
+        // SAFETY: fork in a single-threaded process.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(Error::last_os("fork the exec process"));
+        }
+        if pid == 0 {
+            drop(locked);
+            drop(parent_sync);
+            drop(pty_receiver);
+            child(child_sync, &joins, in_user_ns, process, console, options.preserve_fds);
+        }
+        drop(child_sync);
+        drop(console);
+
+        // A process joining a frozen cgroup freezes at once. In a paused
+        // container (with --ignore-paused) the process therefore joins the
+        // cgroup only once it has called execve, and stays frozen until the
+        // container resumes.
+        let join_after_exec = status == Status::Paused;
+        let setup = (|| {
+            if !join_after_exec {
+                cgroup.join(pid)?;
+            }
+            nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the exec process".to_owned())?;
+            wait_exec_ready(&parent_sync)?;
+            if join_after_exec {
+                cgroup.join(pid)?;
+            }
+            let pty = match &pty_receiver {
+                Some(receiver) => Some(terminal::recv_fd(receiver.as_raw_fd())?),
+                None => None,
+            };
+            if let Some(path) = &options.pid_file {
+                let path = if path.is_absolute() {
+                    path.clone()
+                } else {
+                    std::env::current_dir().context(|| "read the working directory".to_owned())?.join(path)
+                };
+                state::write_atomic(&path, pid.to_string().as_bytes(), 0o644)?;
+            }
+            Ok(pty)
+        })();
+        drop(locked);
+        let pty = match setup {
+            Ok(pty) => pty,
+            Err(err) => {
+                // SAFETY: kill and reap our own child.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, std::ptr::null_mut(), 0);
+                }
+                return Err(err);
+            }
+        };
+        tracing::info!(id, pid, "exec process started");
+        if options.detach {
+            return Ok(0);
+        }
+        let status = crate::wait::wait_loop(pid, pty, set)?;
+        Ok(exit_code(status))
+    }
+}
+
+/// Waits for "ready", then for the sync socket to close: it is
+/// close-on-exec, so end-of-file means that execve succeeded, and a message
+/// means that it failed.
+fn wait_exec_ready(sync: &OwnedFd) -> Result<()> {
+    let mut buf = vec![0u8; 65536];
+    let mut ready = false;
+    loop {
+        let n = match nix::unistd::read(sync.as_raw_fd(), &mut buf) {
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::errno("read from the exec process", errno)),
+        };
+        match buf.first() {
+            _ if n == 0 && ready => return Ok(()),
+            _ if n == 0 => return Err(Error::Init("the exec process exited during set-up".into())),
+            Some(&MSG_READY) => ready = true,
+            Some(&MSG_ERROR) => return Err(Error::Init(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+            _ => return Err(Error::Init("unexpected message from the exec process".into())),
+        }
+    }
+}
+
+/// The forked exec process: joins the container and becomes its program.
+fn child(
+    sync: OwnedFd,
+    joins: &[(&str, libc::c_int, OwnedFd)],
+    in_user_ns: bool,
+    process: &Process,
+    console: Option<OwnedFd>,
+    preserve_fds: u32,
+) -> ! {
+    let reserved = 3 + preserve_fds as i32;
+    let Ok(sync) = sys::move_fd_above(sync, reserved) else {
+        // SAFETY: without the socket nothing can be reported.
+        unsafe { libc::_exit(1) }
+    };
+    let result = (|| -> Result<crate::process::ExecArgs> {
+        init::reset_signals();
+        nix::sys::prctl::set_dumpable(false).context(|| "set non-dumpable".to_owned())?;
+        let console = console.map(|c| sys::move_fd_above(c, reserved)).transpose().context(|| "move console socket".to_owned())?;
+        init::wait_for_go(&sync)?;
+        for (name, flag, fd) in joins {
+            // SAFETY: setns on a namespace descriptor.
+            if unsafe { libc::setns(fd.as_raw_fd(), *flag) } < 0 {
+                return Err(Error::last_os(format!("join {name} namespace")));
+            }
+        }
+        if in_user_ns {
+            // SAFETY: plain syscalls.
+            if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
+                return Err(Error::last_os("become root in the user namespace"));
+            }
+        }
+        nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
+        if let Some(console) = &console {
+            let (master, slave) = terminal::open_pty()?;
+            if let Some(size) = process.console_size() {
+                terminal::resize(master.as_raw_fd(), size.height() as u16, size.width() as u16)?;
+            }
+            terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
+            drop(master);
+            terminal::become_session_leader(&slave)?;
+        }
+        if let Some(score) = process.oom_score_adj() {
+            sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+        }
+        let exec = crate::process::prepare(process)?;
+        init::prepare_descriptors(preserve_fds)?;
+        Ok(exec)
+    })();
+    match result {
+        Ok(exec) => {
+            let _ = init::send(&sync, &[MSG_READY]);
+            exec.exec()
+        }
+        Err(err) => {
+            let mut message = vec![MSG_ERROR];
+            message.extend_from_slice(err.to_string().as_bytes());
+            let _ = nix::unistd::write(&sync, &message);
+            // SAFETY: exit without running destructors of the parent's state.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
