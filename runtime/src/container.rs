@@ -16,7 +16,8 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use crate::cgroups::{self, Cgroup};
 use crate::error::{Context, Error, Result};
-use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_READY};
+use crate::hooks;
+use crate::init::{self, InitArgs, MSG_ERROR, MSG_GO, MSG_HOOKS, MSG_READY};
 use crate::namespaces;
 use crate::spec;
 use crate::state::{self, Locked, OciState, Record, Status, Store};
@@ -184,7 +185,23 @@ impl Runtime {
             }
             cleanup.cgroup.as_ref().unwrap().join(pid)?;
             nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the init".to_owned())?;
-            wait_ready(&parent_sync, pid)?;
+            let hook_state = OciState {
+                oci_version: state::OCI_VERSION.into(),
+                id: id.to_owned(),
+                status: Status::Creating,
+                pid,
+                bundle: bundle.clone(),
+                annotations: spec.annotations().clone().unwrap_or_default(),
+                rootfs: rootfs.clone(),
+                created: String::new(),
+                owner: String::new(),
+            };
+            wait_ready(&parent_sync, pid, || {
+                hooks::run_all(&spec, hooks::Kind::Prestart, &hook_state)?;
+                hooks::run_all(&spec, hooks::Kind::CreateRuntime, &hook_state)?;
+                nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the init".to_owned())?;
+                Ok(())
+            })?;
 
             let pty = match &pty_receiver {
                 Some(receiver) if terminal => Some(crate::terminal::recv_fd(receiver.as_raw_fd())?),
@@ -251,6 +268,7 @@ impl Runtime {
         record.status = Status::Running;
         locked.save(&record)?;
         tracing::info!(id, pid = record.pid, "container started");
+        self.run_late_hooks(&record, hooks::Kind::Poststart);
         Ok(())
     }
 
@@ -396,9 +414,27 @@ impl Runtime {
             }
         }
         cgroups::remove_paths(&record.cgroup_paths)?;
+        self.run_late_hooks(&record, hooks::Kind::Poststop);
         locked.remove()?;
         tracing::info!(id, "container deleted");
         Ok(())
+    }
+
+    /// Runs poststart or poststop hooks; their failure is logged only.
+    fn run_late_hooks(&self, record: &Record, kind: hooks::Kind) {
+        let config = record.bundle.join("config.json");
+        let spec = match spec::load(&config) {
+            Ok(spec) => spec,
+            Err(err) => {
+                tracing::warn!(id = %record.id, error = %err, "cannot read the bundle's config to run {} hooks", kind.name());
+                return;
+            }
+        };
+        let mut state = record.oci_state();
+        if kind == hooks::Kind::Poststop {
+            state.status = Status::Stopped;
+        }
+        hooks::run_all_logged(&spec, kind, &state);
     }
 
     /// Creates and starts a container, waits for its init to exit while
@@ -489,11 +525,13 @@ fn clone_process(flags: libc::c_int) -> io::Result<i32> {
     Ok(ret as i32)
 }
 
-/// Waits for the init's "ready" or error message.
-fn wait_ready(sync: &OwnedFd, pid: i32) -> Result<()> {
+/// Waits for the init's "ready" or error message, running `run_hooks` when
+/// the init asks for the runtime's hooks.
+fn wait_ready(sync: &OwnedFd, pid: i32, mut run_hooks: impl FnMut() -> Result<()>) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let n = loop {
         match nix::unistd::read(sync.as_raw_fd(), &mut buf) {
+            Ok(1) if buf[0] == MSG_HOOKS => run_hooks()?,
             Ok(n) => break n,
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(Error::errno("read from the init", errno)),

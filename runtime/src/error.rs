@@ -56,6 +56,10 @@ pub enum Error {
     #[error("container init failed: {0}")]
     Init(String),
 
+    /// A lifecycle hook failed.
+    #[error("{0}")]
+    Hook(String),
+
     /// State on disk is damaged.
     #[error("state of container \"{id}\" is unreadable: {message}")]
     CorruptState { id: String, message: String },

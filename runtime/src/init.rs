@@ -16,6 +16,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 
 use crate::error::{Context, Error, Result};
+use crate::hooks;
 use crate::namespaces::{self, NamespacePlan};
 use crate::process;
 use crate::rootfs::{self, RootfsContext};
@@ -26,6 +27,8 @@ use crate::terminal;
 pub const MSG_GO: u8 = b'G';
 pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
+/// The init asks the runtime to run the prestart and createRuntime hooks.
+pub const MSG_HOOKS: u8 = b'H';
 
 /// Everything the init needs, prepared by the parent before clone.
 pub struct InitArgs<'a> {
@@ -119,6 +122,31 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     let root = rootfs::prepare_root(&ctx)?;
     rootfs::mount_all(&ctx, root.as_raw_fd())?;
     rootfs::create_devices(&ctx, root.as_raw_fd())?;
+
+    // The host's /proc is still mounted: /proc/self names the host pid.
+    let host_pid: i32 = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    let hook_state = |status| crate::state::OciState {
+        oci_version: crate::state::OCI_VERSION.into(),
+        id: args.id.to_owned(),
+        status,
+        pid: host_pid,
+        bundle: args.bundle.to_owned(),
+        annotations: args.spec.annotations().clone().unwrap_or_default(),
+        rootfs: args.rootfs.to_owned(),
+        created: String::new(),
+        owner: String::new(),
+    };
+    let runtime_hooks = !hooks::of(args.spec, hooks::Kind::Prestart).is_empty()
+        || !hooks::of(args.spec, hooks::Kind::CreateRuntime).is_empty();
+    if runtime_hooks {
+        send(sync, &[MSG_HOOKS])?;
+        wait_for_go(sync)?;
+    }
+    hooks::run_all(args.spec, hooks::Kind::CreateContainer, &hook_state(crate::state::Status::Creating))?;
+
     rootfs::enter_root(&root, args.rootfs, args.no_pivot)?;
     drop(root);
 
@@ -148,6 +176,18 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
 
     wait_for_start(&args.fifo)?;
     drop(args.fifo);
+
+    // startContainer hooks run in the container, after `start`: `create`
+    // has returned, so a failure can only be reported on stderr, and the
+    // container stops.
+    if let Err(err) = hooks::run_all(args.spec, hooks::Kind::StartContainer, &hook_state(crate::state::Status::Created)) {
+        let message = format!("conman-runtime: {err}\n");
+        // SAFETY: write to stderr and exit without running destructors.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            libc::_exit(1)
+        }
+    }
 
     exec.exec()
 }

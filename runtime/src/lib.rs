@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;

@@ -162,17 +162,22 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         }
     }
 
-    if let Some(hooks) = spec.hooks() {
-        let any = [
-            hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.create_runtime().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.create_container().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.start_container().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
-        ];
-        if any.iter().any(|&set| set) {
-            return Err(unsupported("hooks"));
+    for kind in [
+        crate::hooks::Kind::Prestart,
+        crate::hooks::Kind::CreateRuntime,
+        crate::hooks::Kind::CreateContainer,
+        crate::hooks::Kind::StartContainer,
+        crate::hooks::Kind::Poststart,
+        crate::hooks::Kind::Poststop,
+    ] {
+        for hook in crate::hooks::of(spec, kind) {
+            if !hook.path().is_absolute() {
+                return Err(Error::InvalidConfig(format!(
+                    "\"hooks.{}\" path \"{}\" is not absolute",
+                    kind.name(),
+                    hook.path().display()
+                )));
+            }
         }
     }
 

@@ -94,7 +94,7 @@ pub struct OciState {
     /// Not part of the OCI state, but printed by runc and read by tools.
     #[serde(default)]
     pub rootfs: PathBuf,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub created: String,
     #[serde(default)]
     pub owner: String,
