@@ -111,6 +111,9 @@ impl Runtime {
             _ => {}
         }
         let cgroup_path = cgroups::container_path(linux.cgroups_path().as_deref(), id)?;
+        // Compiled here, in the runtime, so that a bad profile fails before
+        // anything is created and the init only has to load it.
+        let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
 
         let locked = self.store.create(id)?;
         let mut cleanup = Cleanup {
@@ -172,6 +175,7 @@ impl Runtime {
                     no_pivot: options.no_pivot,
                     no_new_keyring: options.no_new_keyring,
                     preserve_fds: options.preserve_fds,
+                    seccomp: seccomp.as_ref(),
                 });
             }
             cleanup.child = Some(pid);

@@ -133,6 +133,14 @@ impl Runtime {
             }
         }
         let cgroup = Cgroup::from_paths(&record.cgroup_paths)?;
+        // The process gets the container's seccomp filter, as runc does.
+        let spec = crate::spec::load(&record.bundle.join("config.json"))?;
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(crate::seccomp::compile)
+            .transpose()?;
         let pid_ns = open_namespaces(record.pid, "pid")?;
         let mut joins = Vec::new();
         for &(name, flag) in JOIN_ORDER {
@@ -171,7 +179,7 @@ impl Runtime {
             drop(locked);
             drop(parent_sync);
             drop(pty_receiver);
-            child(child_sync, &joins, in_user_ns, process, console, options.preserve_fds);
+            child(child_sync, &joins, in_user_ns, process, console, options.preserve_fds, seccomp.as_ref());
         }
         drop(child_sync);
         drop(console);
@@ -255,6 +263,7 @@ fn child(
     process: &Process,
     console: Option<OwnedFd>,
     preserve_fds: u32,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> ! {
     let reserved = 3 + preserve_fds as i32;
     let Ok(sync) = sys::move_fd_above(sync, reserved) else {
@@ -291,7 +300,7 @@ fn child(
         if let Some(score) = process.oom_score_adj() {
             sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
         }
-        let exec = crate::process::prepare(process)?;
+        let exec = crate::process::prepare(process, seccomp)?;
         init::prepare_descriptors(preserve_fds)?;
         Ok(exec)
     })();

@@ -47,6 +47,8 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// The compiled `linux.seccomp` filter.
+    pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
 
 /// Runs the init and never returns: the process either becomes the
@@ -167,7 +169,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;
     }
-    let exec = process::prepare(process)?;
+    let exec = process::prepare(process, args.seccomp)?;
 
     prepare_descriptors(args.preserve_fds)?;
     nix::sys::prctl::set_pdeathsig(None).context(|| "clear parent death signal".to_owned())?;

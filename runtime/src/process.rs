@@ -280,7 +280,16 @@ mod tests {
 /// Applies the process attributes that need privileges (rlimits,
 /// capabilities, user, no_new_privs), changes to the working directory and
 /// resolves the executable. Returns the execve arguments, ready to use.
-pub fn prepare(process: &Process) -> Result<ExecArgs> {
+///
+/// The seccomp filter is loaded last when no_new_privs is set, so that it
+/// governs as little of the set-up as possible; without no_new_privs the
+/// kernel only lets a process holding CAP_SYS_ADMIN load a filter, so it is
+/// loaded first, before capabilities are dropped.
+pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<ExecArgs> {
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if let Some(filter) = seccomp.filter(|_| !no_new_privs) {
+        crate::seccomp::load(filter)?;
+    }
     if let Some(rlimits) = process.rlimits() {
         apply_rlimits(rlimits)?;
     }
@@ -295,7 +304,7 @@ pub fn prepare(process: &Process) -> Result<ExecArgs> {
         caps.apply_rest()?;
         nix::sys::prctl::set_keepcaps(false).context(|| "clear keepcaps".to_owned())?;
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         set_no_new_privs()?;
     }
 
@@ -307,7 +316,11 @@ pub fn prepare(process: &Process) -> Result<ExecArgs> {
         .first()
         .ok_or_else(|| Error::InvalidConfig("\"process.args\" is empty".into()))?;
     let executable = find_executable(arg0, &env, cwd)?;
-    ExecArgs::new(&executable, &argv, &env)
+    let exec = ExecArgs::new(&executable, &argv, &env)?;
+    if let Some(filter) = seccomp.filter(|_| no_new_privs) {
+        crate::seccomp::load(filter)?;
+    }
+    Ok(exec)
 }
 
 /// Changes to the process's working directory, and checks that it is inside

@@ -1,0 +1,455 @@
+//! Seccomp: `linux.seccomp` compiled to a classic BPF program.
+//!
+//! seccompiler, our seccomp dependency, builds filters with a single action
+//! for every matching rule, while an OCI profile gives each rule its own
+//! action (ALLOW for most syscalls, ERRNO or KILL for some) and has
+//! arguments compared with masks. So the program is generated here, as
+//! seccompiler's `sock_filter` instructions, and loaded with seccomp(2)
+//! directly, because seccompiler's loader always sets no_new_privs.
+//!
+//! Layout of the program:
+//! 1. Load the architecture; a foreign one (or the x32 ABI) gets the
+//!    default action, or KILL_PROCESS when the default would allow it, since
+//!    only x86_64 syscall numbers are known here.
+//! 2. Load the syscall number; for each rule, in the profile's order, test
+//!    the number and the argument conditions and return the rule's action.
+//! 3. A syscall numbered above every syscall the profile names gets ENOSYS
+//!    when the default is an errno, so that libc falls back from a syscall
+//!    newer than the profile (clone3 under an old profile) to an older one.
+//! 4. Return the default action.
+//!
+//! Each test is a conditional jump over one unconditional `ja`, so every
+//! conditional offset is 0 or 1 and long distances use `ja`'s 32-bit
+//! offset: the program stays valid whatever its length.
+
+mod x86_64;
+
+use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use seccompiler::sock_filter;
+
+use crate::error::{Error, Result};
+
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_KILL_THREAD: u32 = 0x0000_0000;
+const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+
+// Classic BPF opcodes (linux/filter.h).
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGT_K: u16 = 0x25;
+const BPF_JMP_JGE_K: u16 = 0x35;
+const BPF_ALU_AND_K: u16 = 0x54;
+const BPF_RET_K: u16 = 0x06;
+
+/// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+const fn data_arg_low(index: u32) -> u32 {
+    16 + 8 * index
+}
+
+/// The kernel's limit on the length of a classic BPF program.
+const BPF_MAXINSNS: usize = 4096;
+
+/// A compiled filter, ready to load in the container's init.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub program: Vec<sock_filter>,
+    pub flags: u32,
+}
+
+/// Returns the x86_64 number of a syscall name.
+pub fn syscall_number(name: &str) -> Option<u32> {
+    x86_64::SYSCALLS.iter().find(|(n, _)| *n == name).map(|&(_, nr)| nr)
+}
+
+fn action_value(action: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32> {
+    Ok(match action {
+        LinuxSeccompAction::ScmpActAllow => SECCOMP_RET_ALLOW,
+        LinuxSeccompAction::ScmpActErrno => SECCOMP_RET_ERRNO | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => SECCOMP_RET_KILL_THREAD,
+        LinuxSeccompAction::ScmpActKillProcess => SECCOMP_RET_KILL_PROCESS,
+        LinuxSeccompAction::ScmpActTrap => SECCOMP_RET_TRAP,
+        LinuxSeccompAction::ScmpActTrace => SECCOMP_RET_TRACE | (errno.unwrap_or(0) & 0xffff),
+        LinuxSeccompAction::ScmpActLog => SECCOMP_RET_LOG,
+        LinuxSeccompAction::ScmpActNotify => {
+            return Err(Error::InvalidConfig(format!(
+                "\"{field}\" is SCMP_ACT_NOTIFY, which this runtime does not support yet"
+            )))
+        }
+    })
+}
+
+/// Instructions with symbolic jump targets, resolved by [`Assembler::finish`].
+#[derive(Default)]
+struct Assembler {
+    code: Vec<sock_filter>,
+    /// (index of a `ja` instruction, label it jumps to)
+    fixups: Vec<(usize, usize)>,
+    labels: Vec<Option<usize>>,
+}
+
+impl Assembler {
+    fn emit(&mut self, code: u16, jt: u8, jf: u8, k: u32) {
+        self.code.push(sock_filter { code, jt, jf, k });
+    }
+
+    fn new_label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+
+    fn bind(&mut self, label: usize) {
+        self.labels[label] = Some(self.code.len());
+    }
+
+    fn jump(&mut self, label: usize) {
+        self.fixups.push((self.code.len(), label));
+        self.emit(BPF_JMP_JA, 0, 0, 0);
+    }
+
+    fn load(&mut self, offset: u32) {
+        self.emit(BPF_LD_W_ABS, 0, 0, offset);
+    }
+
+    fn ret(&mut self, value: u32) {
+        self.emit(BPF_RET_K, 0, 0, value);
+    }
+
+    /// Jumps to `label` unless the accumulator equals `value`.
+    fn jump_unless_eq(&mut self, value: u32, label: usize) {
+        self.emit(BPF_JMP_JEQ_K, 1, 0, value);
+        self.jump(label);
+    }
+
+    /// Jumps to `label` if the accumulator equals `value`.
+    fn jump_if_eq(&mut self, value: u32, label: usize) {
+        self.emit(BPF_JMP_JEQ_K, 0, 1, value);
+        self.jump(label);
+    }
+
+    /// Jumps to `label` if the accumulator is above `value` (unsigned).
+    fn jump_if_gt(&mut self, value: u32, label: usize) {
+        self.emit(BPF_JMP_JGT_K, 0, 1, value);
+        self.jump(label);
+    }
+
+    /// Jumps to `label` if the accumulator is at least `value` (unsigned).
+    fn jump_if_ge(&mut self, value: u32, label: usize) {
+        self.emit(BPF_JMP_JGE_K, 0, 1, value);
+        self.jump(label);
+    }
+
+    fn finish(mut self) -> Result<Vec<sock_filter>> {
+        for &(at, label) in &self.fixups {
+            let target = self.labels[label].expect("every label is bound");
+            self.code[at].k = (target - at - 1) as u32;
+        }
+        if self.code.len() > BPF_MAXINSNS {
+            return Err(Error::InvalidConfig(format!(
+                "the seccomp profile compiles to {} BPF instructions, above the kernel's limit of {BPF_MAXINSNS}",
+                self.code.len()
+            )));
+        }
+        Ok(self.code)
+    }
+}
+
+/// Emits the test of one argument condition: falls through when it holds,
+/// jumps to `fail` when it does not. 64-bit values are compared as high
+/// and low 32-bit words.
+fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Result<()> {
+    let index = arg.index() as u32;
+    if index > 5 {
+        return Err(Error::InvalidConfig(format!("seccomp argument index {index} is above 5")));
+    }
+    let low_offset = data_arg_low(index);
+    let high_offset = low_offset + 4;
+    let value = arg.value();
+    let (value_high, value_low) = ((value >> 32) as u32, value as u32);
+    match arg.op() {
+        LinuxSeccompOperator::ScmpCmpEq => {
+            asm.load(high_offset);
+            asm.jump_unless_eq(value_high, fail);
+            asm.load(low_offset);
+            asm.jump_unless_eq(value_low, fail);
+        }
+        LinuxSeccompOperator::ScmpCmpNe => {
+            let holds = asm.new_label();
+            asm.load(high_offset);
+            asm.jump_unless_eq(value_high, holds);
+            asm.load(low_offset);
+            asm.jump_if_eq(value_low, fail);
+            asm.bind(holds);
+        }
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            let mask = value;
+            let expected = arg.value_two().unwrap_or(0);
+            asm.load(high_offset);
+            asm.emit(BPF_ALU_AND_K, 0, 0, (mask >> 32) as u32);
+            asm.jump_unless_eq((expected >> 32) as u32, fail);
+            asm.load(low_offset);
+            asm.emit(BPF_ALU_AND_K, 0, 0, mask as u32);
+            asm.jump_unless_eq(expected as u32, fail);
+        }
+        op @ (LinuxSeccompOperator::ScmpCmpGt
+        | LinuxSeccompOperator::ScmpCmpGe
+        | LinuxSeccompOperator::ScmpCmpLt
+        | LinuxSeccompOperator::ScmpCmpLe) => {
+            // Unsigned 64-bit order: the high words decide unless equal.
+            let holds = asm.new_label();
+            let (above, below) = match op {
+                LinuxSeccompOperator::ScmpCmpGt | LinuxSeccompOperator::ScmpCmpGe => (holds, fail),
+                _ => (fail, holds),
+            };
+            asm.load(high_offset);
+            asm.jump_if_gt(value_high, above);
+            asm.jump_unless_eq(value_high, below);
+            asm.load(low_offset);
+            match op {
+                LinuxSeccompOperator::ScmpCmpGt => {
+                    asm.jump_if_gt(value_low, holds);
+                    asm.jump(fail);
+                }
+                LinuxSeccompOperator::ScmpCmpGe => {
+                    asm.jump_if_ge(value_low, holds);
+                    asm.jump(fail);
+                }
+                LinuxSeccompOperator::ScmpCmpLt => asm.jump_if_ge(value_low, fail),
+                _ => asm.jump_if_gt(value_low, fail),
+            }
+            asm.bind(holds);
+        }
+    }
+    Ok(())
+}
+
+/// Compiles `linux.seccomp` into a BPF program for x86_64.
+pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
+    let default_action = action_value(seccomp.default_action(), seccomp.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    let default_allows = matches!(default_action, SECCOMP_RET_ALLOW | SECCOMP_RET_LOG);
+
+    for arch in seccomp.architectures().iter().flatten() {
+        if !matches!(arch, Arch::ScmpArchX86_64 | Arch::ScmpArchX86 | Arch::ScmpArchX32 | Arch::ScmpArchNative) {
+            tracing::debug!(?arch, "seccomp architecture does not run on this host");
+        }
+    }
+
+    let mut flags = 0u32;
+    for flag in seccomp.flags().iter().flatten() {
+        flags |= match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => 1 << 1,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => 1 << 2,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 1 << 5,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => {
+                return Err(Error::InvalidConfig(
+                    "seccomp flag SECCOMP_FILTER_FLAG_TSYNC is not supported: the container's init is single-threaded".into(),
+                ))
+            }
+        };
+    }
+
+    let mut asm = Assembler::default();
+    let foreign = asm.new_label();
+    asm.load(DATA_ARCH);
+    asm.jump_unless_eq(AUDIT_ARCH_X86_64, foreign);
+    asm.load(DATA_NR);
+    asm.jump_if_ge(X32_SYSCALL_BIT, foreign);
+
+    let mut max_named = 0u32;
+    for (rule_index, rule) in seccomp.syscalls().iter().flatten().enumerate() {
+        let field = format!("linux.seccomp.syscalls[{rule_index}].action");
+        let action = action_value(rule.action(), rule.errno_ret(), &field)?;
+        let args = rule.args().clone().unwrap_or_default();
+        for name in rule.names() {
+            let Some(nr) = syscall_number(name) else {
+                tracing::debug!(syscall = %name, "seccomp: syscall unknown on x86_64, skipped");
+                continue;
+            };
+            max_named = max_named.max(nr);
+            if action == default_action {
+                continue;
+            }
+            let next = asm.new_label();
+            asm.load(DATA_NR);
+            asm.jump_unless_eq(nr, next);
+            for arg in &args {
+                emit_condition(&mut asm, arg, next)?;
+            }
+            asm.ret(action);
+            asm.bind(next);
+        }
+    }
+
+    if default_action & 0xffff_0000 == SECCOMP_RET_ERRNO && max_named > 0 {
+        let known = asm.new_label();
+        asm.load(DATA_NR);
+        asm.jump_if_gt(max_named, known);
+        asm.ret(default_action);
+        asm.bind(known);
+        asm.ret(SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+    } else {
+        asm.ret(default_action);
+    }
+
+    asm.bind(foreign);
+    asm.ret(if default_allows { SECCOMP_RET_KILL_PROCESS } else { default_action });
+
+    Ok(Filter {
+        program: asm.finish()?,
+        flags,
+    })
+}
+
+/// Loads `filter` into the calling thread. Without no_new_privs the caller
+/// needs CAP_SYS_ADMIN.
+pub fn load(filter: &Filter) -> Result<()> {
+    #[repr(C)]
+    struct SockFprog {
+        len: u16,
+        filter: *const sock_filter,
+    }
+    let program = SockFprog {
+        len: filter.program.len() as u16,
+        filter: filter.program.as_ptr(),
+    };
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    // SAFETY: `program` points to `len` valid instructions that outlive the
+    // call; the kernel copies them.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, filter.flags as libc::c_ulong, &program as *const SockFprog) };
+    if rc < 0 {
+        let err = std::io::Error::last_os_error();
+        let hint = if err.raw_os_error() == Some(libc::EACCES) {
+            " (without noNewPrivileges the filter needs CAP_SYS_ADMIN)"
+        } else if err.raw_os_error() == Some(libc::EINVAL) && filter.flags != 0 {
+            " (this kernel may not know one of the seccomp flags)"
+        } else {
+            ""
+        };
+        return Err(Error::io(format!("load the seccomp filter{hint}"), err));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs a classic BPF program on one `seccomp_data`, with the opcodes
+    /// that [`compile`] emits.
+    fn interpret(program: &[sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let mut data = vec![0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_le_bytes());
+        data[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, arg) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_le_bytes());
+        }
+        let mut acc = 0u32;
+        let mut pc = 0usize;
+        loop {
+            let ins = &program[pc];
+            pc += 1;
+            match ins.code {
+                BPF_LD_W_ABS => {
+                    let at = ins.k as usize;
+                    acc = u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                BPF_ALU_AND_K => acc &= ins.k,
+                BPF_JMP_JA => pc += ins.k as usize,
+                BPF_JMP_JEQ_K | BPF_JMP_JGT_K | BPF_JMP_JGE_K => {
+                    let taken = match ins.code {
+                        BPF_JMP_JEQ_K => acc == ins.k,
+                        BPF_JMP_JGT_K => acc > ins.k,
+                        _ => acc >= ins.k,
+                    };
+                    pc += if taken { ins.jt } else { ins.jf } as usize;
+                }
+                BPF_RET_K => return ins.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    fn profile(json: &str) -> Filter {
+        compile(&serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    const NR_MKDIR: u32 = 83;
+    const NR_PERSONALITY: u32 = 135;
+
+    #[test]
+    fn rule_actions_and_default() {
+        let filter = profile(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+                "syscalls": [
+                  {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+                  {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+        );
+        let run = |nr| interpret(&filter.program, nr, AUDIT_ARCH_X86_64, [0; 6]);
+        assert_eq!(run(0), SECCOMP_RET_ALLOW);
+        assert_eq!(run(1), SECCOMP_RET_ALLOW);
+        assert_eq!(run(NR_MKDIR), SECCOMP_RET_ERRNO | 13);
+        assert_eq!(run(2), SECCOMP_RET_ERRNO | 1);
+    }
+
+    #[test]
+    fn newer_syscall_gets_enosys() {
+        let filter = profile(
+            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]}"#,
+        );
+        assert_eq!(interpret(&filter.program, 435, AUDIT_ARCH_X86_64, [0; 6]), SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(interpret(&filter.program, 2, AUDIT_ARCH_X86_64, [0; 6]), SECCOMP_RET_ERRNO | libc::EPERM as u32);
+    }
+
+    #[test]
+    fn foreign_arch_never_allowed() {
+        let filter = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": []}"#);
+        assert_eq!(interpret(&filter.program, 1, 0x4000_0003, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(interpret(&filter.program, X32_SYSCALL_BIT | 1, AUDIT_ARCH_X86_64, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        let strict = profile(r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}"#);
+        assert_eq!(interpret(&strict.program, 1, 0x4000_0003, [0; 6]), SECCOMP_RET_ERRNO | libc::EPERM as u32);
+    }
+
+    #[test]
+    fn argument_operators() {
+        let cases: &[(&str, u64, Option<u64>, &[(u64, bool)])] = &[
+            ("SCMP_CMP_EQ", 0x1_0000_0008, None, &[(0x1_0000_0008, true), (8, false), (0x1_0000_0009, false)]),
+            ("SCMP_CMP_NE", 8, None, &[(8, false), (9, true), (0x1_0000_0008, true)]),
+            ("SCMP_CMP_GT", 0x1_0000_0000, None, &[(0x1_0000_0001, true), (0x1_0000_0000, false), (5, false), (0x2_0000_0000, true)]),
+            ("SCMP_CMP_GE", 0x1_0000_0000, None, &[(0x1_0000_0000, true), (0xffff_ffff, false)]),
+            ("SCMP_CMP_LT", 0x1_0000_0000, None, &[(0xffff_ffff, true), (0x1_0000_0000, false), (0x2_0000_0000, false)]),
+            ("SCMP_CMP_LE", 10, None, &[(10, true), (11, false), (0, true), (0x1_0000_0000, false)]),
+            ("SCMP_CMP_MASKED_EQ", 0xff, Some(0x08), &[(0x108, true), (0x09, false), (0x1_0000_0008, true)]),
+        ];
+        for &(op, value, value_two, checks) in cases {
+            let value_two = value_two.map_or(String::new(), |v| format!(r#", "valueTwo": {v}"#));
+            let json = format!(
+                r#"{{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 7,
+                    "args": [{{"index": 0, "value": {value}, "op": "{op}"{value_two}}}]}}]}}"#
+            );
+            let filter = profile(&json);
+            for &(arg, matches) in checks {
+                let result = interpret(&filter.program, NR_PERSONALITY, AUDIT_ARCH_X86_64, [arg, 0, 0, 0, 0, 0]);
+                let expected = if matches { SECCOMP_RET_ERRNO | 7 } else { SECCOMP_RET_ALLOW };
+                assert_eq!(result, expected, "{op} {value:#x} on {arg:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn notify_is_rejected() {
+        let seccomp: LinuxSeccomp = serde_json::from_str(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        )
+        .unwrap();
+        assert!(compile(&seccomp).unwrap_err().to_string().contains("SCMP_ACT_NOTIFY"));
+    }
+}
