@@ -5,9 +5,11 @@
 //! all of them before the init runs any code of the container. The paths
 //! created are recorded in the state so that `delete` removes exactly those.
 //!
-//! TODO: the full `linux.resources` set, `update`, and device rules on a pure
-//! cgroup v2 host (they need an eBPF program); until then those fields are
-//! rejected by [`check_resources`].
+//! Device rules go to the v1 devices controller when the host has one, and
+//! otherwise to an eBPF program on the v2 cgroup ([`crate::device_filter`]).
+//!
+//! TODO: the rest of `linux.resources` (hugetlb, rdma, blkio throttling,
+//! `unified`); until then those fields are rejected by [`check_resources`].
 
 use std::fs;
 use std::io;
@@ -237,17 +239,13 @@ impl Cgroup {
         let v1_devices = self.find("devices").is_some();
         let pure_v2 = self.dirs.iter().all(|(h, _)| h.unified);
         if let Some(resources) = resources {
-            let has_device_rules = resources.devices().as_ref().is_some_and(|d| !d.is_empty());
-            if has_device_rules && !v1_devices {
-                // TODO: attach an eBPF device program on cgroup v2.
-                return Err(Error::InvalidConfig(
-                    "\"linux.resources.devices\" needs the v1 devices controller, which this host lacks; device rules on cgroup v2 are not supported yet".into(),
-                ));
-            }
             self.apply_resources(resources, pure_v2)?;
         }
+        let rules = resources.and_then(|r| r.devices().as_ref());
         if v1_devices {
-            self.apply_device_rules(resources.and_then(|r| r.devices().as_ref()))?;
+            self.apply_device_rules(rules)?;
+        } else if let Some(rules) = rules.filter(|r| !r.is_empty()) {
+            self.attach_device_filter(rules)?;
         }
         Ok(())
     }
@@ -451,6 +449,25 @@ impl Cgroup {
             write_file(dir.join("devices.allow"), rule.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Enforces the device rules on cgroup v2, where there is no devices
+    /// controller, with an eBPF program attached to the container's cgroup.
+    fn attach_device_filter(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        let dir = self.unified().ok_or_else(|| {
+            Error::InvalidConfig(
+                "\"linux.resources.devices\" cannot be enforced: this host has neither the v1 devices controller nor cgroup v2".into(),
+            )
+        })?;
+        let mut filter_rules = Vec::new();
+        for rule in rules {
+            filter_rules.push(crate::device_filter::Rule::from_spec(rule)?);
+        }
+        for rule in DEFAULT_ALLOWED_DEVICES {
+            filter_rules.push(crate::device_filter::Rule::parse_v1(rule, true).expect("default rules are valid"));
+        }
+        let program = crate::device_filter::load(&filter_rules)?;
+        crate::device_filter::attach(&program, &dir)
     }
 
     /// Places `pid` in the container's cgroup in every hierarchy.

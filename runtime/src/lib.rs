@@ -6,6 +6,7 @@
 //! directory as runc keeps it.
 
 pub mod cgroups;
+pub mod device_filter;
 pub mod container;
 pub mod error;
 pub mod exec;
