@@ -31,6 +31,7 @@ pub struct RunOptions {
     pub rootfs: RootfsSource,
     pub remove: bool,
     pub args: Vec<String>,
+    pub settings: spec::Settings,
 }
 
 /// The manager: a store directory holding container records and bundles,
@@ -72,8 +73,9 @@ impl Manager {
             RootfsSource::Host => RootfsSource::Host,
         };
 
+        options.settings.check()?;
         let entry = self.store.create(options.name.as_deref(), &options.args)?;
-        let result = self.run_created(&entry, &rootfs_source);
+        let result = self.run_created(&entry, &rootfs_source, &options.settings);
         match &result {
             Ok(code) => tracing::info!(id = %entry.record.id, exit_code = code, "container exited"),
             Err(err) => tracing::error!(id = %entry.record.id, error = %err, "container failed"),
@@ -91,7 +93,7 @@ impl Manager {
         result
     }
 
-    fn run_created(&self, entry: &store::Entry, source: &RootfsSource) -> Result<i32> {
+    fn run_created(&self, entry: &store::Entry, source: &RootfsSource, settings: &spec::Settings) -> Result<i32> {
         let record: &ContainerRecord = &entry.record;
         let rootfs = match source {
             RootfsSource::Directory(dir) => dir.clone(),
@@ -101,7 +103,7 @@ impl Manager {
                 dir
             }
         };
-        let config = spec::build(record, &rootfs, source)?;
+        let config = spec::build(record, &rootfs, source, settings)?;
         let bundle = entry.dir.clone();
         runtime::state::write_atomic(
             &bundle.join("config.json"),

@@ -83,8 +83,129 @@ fn bind_read_only(source: &Path) -> Value {
     })
 }
 
+/// How the container should differ from the defaults, from `run`'s flags.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// `KEY=VALUE` entries added to (or replacing in) the environment.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// `UID[:GID]`, numeric.
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// `HOST:CONTAINER[:ro]` bind mounts.
+    pub volumes: Vec<String>,
+    /// `CONTAINER[:OPTIONS]` tmpfs mounts.
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Share the host's network namespace (`--network host`).
+    pub host_network: bool,
+}
+
+/// Normalises a capability name to the `CAP_` form.
+fn cap_name(name: &str) -> String {
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("CAP_") || upper == "ALL" {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    }
+}
+
+impl Settings {
+    /// Checks the values that can be wrong before anything is created.
+    pub fn check(&self) -> Result<()> {
+        for entry in &self.env {
+            if !entry.contains('=') || entry.starts_with('=') {
+                return Err(Error::InvalidArgument(format!("invalid environment entry \"{entry}\": use KEY=VALUE")));
+            }
+        }
+        if let Some(workdir) = &self.workdir {
+            if !workdir.starts_with('/') {
+                return Err(Error::InvalidArgument(format!("--workdir \"{workdir}\" must be an absolute path")));
+            }
+        }
+        if let Some(user) = &self.user {
+            parse_user(user)?;
+        }
+        for volume in &self.volumes {
+            parse_volume(volume)?;
+        }
+        for tmpfs in &self.tmpfs {
+            if !tmpfs.starts_with('/') {
+                return Err(Error::InvalidArgument(format!("--tmpfs \"{tmpfs}\": the destination must be an absolute path")));
+            }
+        }
+        for cap in self.cap_add.iter().chain(&self.cap_drop) {
+            let name = cap_name(cap);
+            if name != "ALL" && serde_json::from_value::<runtime::oci_spec::runtime::Capability>(json!(name)).is_err() {
+                return Err(Error::InvalidArgument(format!("unknown capability \"{cap}\"")));
+            }
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Vec<String> {
+        let mut caps: Vec<String> = if self.cap_add.iter().any(|c| cap_name(c) == "ALL") {
+            caps::all().into_iter().map(|c| c.to_string()).collect()
+        } else {
+            DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        };
+        for cap in &self.cap_add {
+            let name = cap_name(cap);
+            if name != "ALL" && !caps.contains(&name) {
+                caps.push(name);
+            }
+        }
+        if self.cap_drop.iter().any(|c| cap_name(c) == "ALL") {
+            caps.retain(|c| self.cap_add.iter().any(|a| cap_name(a) == *c));
+        }
+        caps.retain(|c| !self.cap_drop.iter().any(|d| cap_name(d) == *c));
+        caps.sort();
+        caps
+    }
+}
+
+fn parse_user(user: &str) -> Result<(u32, u32)> {
+    let invalid = || Error::InvalidArgument(format!("invalid --user \"{user}\": use UID or UID:GID (numbers)"));
+    let (uid, gid) = match user.split_once(':') {
+        Some((uid, gid)) => (uid, Some(gid)),
+        None => (user, None),
+    };
+    let uid: u32 = uid.parse().map_err(|_| invalid())?;
+    let gid: u32 = match gid {
+        Some(gid) => gid.parse().map_err(|_| invalid())?,
+        None => uid,
+    };
+    Ok((uid, gid))
+}
+
+/// Splits `HOST:CONTAINER[:ro|rw]` into its parts.
+fn parse_volume(volume: &str) -> Result<(String, String, bool)> {
+    let invalid = |why: &str| Error::InvalidArgument(format!("invalid --volume \"{volume}\": {why}"));
+    let parts: Vec<&str> = volume.split(':').collect();
+    let (host, container, read_only) = match parts.as_slice() {
+        [host, container] => (*host, *container, false),
+        [host, container, "ro"] => (*host, *container, true),
+        [host, container, "rw"] => (*host, *container, false),
+        [_, _, other] => return Err(invalid(&format!("unknown option \"{other}\" (use ro or rw)"))),
+        _ => return Err(invalid("use HOST:CONTAINER[:ro]")),
+    };
+    if !host.starts_with('/') || !container.starts_with('/') {
+        return Err(invalid("both paths must be absolute"));
+    }
+    if !Path::new(host).exists() {
+        return Err(invalid(&format!("host path {host} does not exist")));
+    }
+    Ok((host.to_owned(), container.to_owned(), read_only))
+}
+
 /// Builds config.json for `record` with `rootfs` as its root.
-pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource) -> Result<Value> {
+pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, settings: &Settings) -> Result<Value> {
     let mut config = runtime::spec::default_config(false, 0, 0);
     let short_id = &record.id[..12];
     config["hostname"] = json!(short_id);
@@ -97,11 +218,41 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource) -> 
         "container=conman",
         format!("HOSTNAME={short_id}"),
     ]);
-    let caps = json!(DEFAULT_CAPABILITIES);
+    let caps = json!(settings.capabilities());
     config["process"]["capabilities"] = json!({
         "bounding": caps, "effective": caps, "permitted": caps
     });
-    config["root"] = json!({ "path": rootfs, "readonly": matches!(source, RootfsSource::Host) });
+    config["root"] = json!({ "path": rootfs, "readonly": matches!(source, RootfsSource::Host) || settings.read_only });
+    if let Some(hostname) = &settings.hostname {
+        config["hostname"] = json!(hostname);
+    }
+    if !settings.env.is_empty() {
+        let env = config["process"]["env"].as_array_mut().expect("env is an array");
+        for entry in &settings.env {
+            let key = entry.split('=').next().unwrap_or("");
+            env.retain(|e| e.as_str().and_then(|e| e.split('=').next()) != Some(key));
+            env.push(json!(entry));
+        }
+    }
+    if let Some(workdir) = &settings.workdir {
+        config["process"]["cwd"] = json!(workdir);
+    }
+    if let Some(user) = &settings.user {
+        let (uid, gid) = parse_user(user)?;
+        config["process"]["user"] = json!({ "uid": uid, "gid": gid });
+    }
+    let mut resources = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    if let Some(memory) = settings.memory {
+        resources["memory"] = json!({ "limit": memory });
+    }
+    if let Some(pids) = settings.pids_limit {
+        resources["pids"] = json!({ "limit": pids });
+    }
+    config["linux"]["resources"] = resources;
+    if settings.host_network {
+        let namespaces = config["linux"]["namespaces"].as_array_mut().expect("namespaces is an array");
+        namespaces.retain(|ns| ns["type"] != "network");
+    }
 
     let mounts = config["mounts"].as_array_mut().expect("default mounts are an array");
     if let RootfsSource::Host = source {
@@ -126,6 +277,40 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource) -> 
             "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
             "options": ["nosuid", "nodev", "mode=1777"]
         }));
+    }
+    if settings.host_network {
+        // sysfs of the host's network namespace may not be mounted afresh
+        // from a new mount namespace without owning it: bind it instead.
+        for mount in mounts.iter_mut() {
+            if mount["destination"] == "/sys" {
+                *mount = json!({
+                    "destination": "/sys", "type": "bind", "source": "/sys",
+                    "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]
+                });
+            }
+        }
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        for file in ["/etc/resolv.conf", "/etc/hosts"] {
+            if Path::new(file).exists() && !mounts.iter().any(|m| m["destination"] == file) {
+                mounts.push(bind_read_only(Path::new(file)));
+            }
+        }
+    }
+    for volume in &settings.volumes {
+        let (host, container, read_only) = parse_volume(volume)?;
+        let mut options = vec!["rbind", "rprivate"];
+        if read_only {
+            options.push("ro");
+        }
+        mounts.push(json!({ "destination": container, "type": "bind", "source": host, "options": options }));
+    }
+    for tmpfs in &settings.tmpfs {
+        let (destination, options) = match tmpfs.split_once(':') {
+            Some((destination, options)) => (destination, options.split(',').map(str::to_owned).collect::<Vec<_>>()),
+            None => (tmpfs.as_str(), vec!["nosuid".to_owned(), "nodev".to_owned()]),
+        };
+        mounts.retain(|m| m["destination"] != destination);
+        mounts.push(json!({ "destination": destination, "type": "tmpfs", "source": "tmpfs", "options": options }));
     }
     Ok(config)
 }

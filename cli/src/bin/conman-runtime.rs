@@ -457,26 +457,8 @@ fn read_resources(path: &std::path::Path) -> runtime::Result<serde_json::Value> 
     })
 }
 
-/// Parses a byte count with an optional k, m, g or t suffix (powers of
-/// 1024), as runc's update flags accept them; -1 means no limit.
 fn parse_bytes(flag: &str, text: &str) -> runtime::Result<i64> {
-    let invalid = || runtime::Error::InvalidArgument(format!("{flag}: invalid size \"{text}\""));
-    let lower = text.trim().to_ascii_lowercase();
-    if lower == "-1" {
-        return Ok(-1);
-    }
-    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
-    let (digits, suffix) = lower.split_at(digits_end);
-    let number: i64 = digits.parse().map_err(|_| invalid())?;
-    let multiplier: i64 = match suffix.trim_end_matches('b').trim_end_matches('i') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return Err(invalid()),
-    };
-    number.checked_mul(multiplier).ok_or_else(invalid)
+    conman_cli::units::parse_bytes(text).map_err(|message| runtime::Error::InvalidArgument(format!("{flag}: {message}")))
 }
 
 /// Prints the container's processes: a JSON array of pids, or the lines of

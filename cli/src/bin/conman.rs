@@ -28,6 +28,89 @@ struct Cli {
     command: Command,
 }
 
+/// Flags of `run` that change the container's configuration.
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Set an environment variable (KEY=VALUE); repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Read environment variables from a file, one KEY=VALUE per line.
+    #[arg(long = "env-file")]
+    env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// User to run as: UID or UID:GID.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Hostname of the container (default: its short id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Bind mount HOST:CONTAINER[:ro]; repeatable.
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Mount a tmpfs at CONTAINER[:OPTIONS]; repeatable.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    read_only: bool,
+    /// Memory limit (bytes, or with k, m, g suffix).
+    #[arg(short = 'm', long)]
+    memory: Option<String>,
+    /// Maximum number of processes; -1 for no limit.
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Add a capability (NET_ADMIN or CAP_NET_ADMIN, or ALL); repeatable.
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability (or ALL); repeatable.
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Network: `none` (a network namespace with only loopback, the
+    /// default) or `host`.
+    #[arg(long, default_value = "none")]
+    network: String,
+}
+
+impl SettingsArgs {
+    fn into_settings(self) -> manager::Result<manager::spec::Settings> {
+        let invalid = |message: String| manager::Error::InvalidArgument(message);
+        let mut env = Vec::new();
+        for path in &self.env_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|err| invalid(format!("--env-file {}: {err}", path.display())))?;
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                env.push(line.to_owned());
+            }
+        }
+        env.extend(self.env);
+        let memory = self
+            .memory
+            .map(|m| conman_cli::units::parse_bytes(&m).map_err(|message| invalid(format!("--memory: {message}"))))
+            .transpose()?;
+        let host_network = match self.network.as_str() {
+            "none" => false,
+            "host" => true,
+            other => return Err(invalid(format!("--network \"{other}\" is not supported: use none or host"))),
+        };
+        Ok(manager::spec::Settings {
+            env,
+            workdir: self.workdir,
+            user: self.user,
+            hostname: self.hostname,
+            volumes: self.volume,
+            tmpfs: self.tmpfs,
+            read_only: self.read_only,
+            memory,
+            pids_limit: self.pids_limit,
+            cap_add: self.cap_add,
+            cap_drop: self.cap_drop,
+            host_network,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container and wait for it.
@@ -42,6 +125,8 @@ enum Command {
         /// the container sees the host's programs and libraries read-only.
         #[arg(long)]
         rootfs: Option<PathBuf>,
+        #[command(flatten)]
+        settings: SettingsArgs,
         /// Command and arguments, after `--`.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -61,11 +146,14 @@ fn main() -> ExitCode {
     };
     let manager = Manager::new(&cli.root);
     let result = match cli.command {
-        Command::Run { rm, name, rootfs, command } => manager.run(&RunOptions {
-            name,
-            rootfs: rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
-            remove: rm,
-            args: command,
+        Command::Run { rm, name, rootfs, settings, command } => settings.into_settings().and_then(|settings| {
+            manager.run(&RunOptions {
+                name,
+                rootfs: rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
+                remove: rm,
+                args: command,
+                settings,
+            })
         }),
         Command::Ps => ps(&manager).map(|()| 0),
     };
