@@ -231,3 +231,14 @@ fn fd3_not_leaked_by_default() {
     assert_eq!(fds, ["0", "1", "2", "3"]);
     assert_eq!(content, "", "the host file reached the container");
 }
+
+#[test]
+fn home_set_when_missing() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", "echo home=$HOME"]);
+
+    let out = run(&rt, &bundle, "home");
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "home=/", "{out}");
+}

@@ -585,7 +585,11 @@ pub fn signal_all(paths: &[PathBuf], signal: i32) -> Result<()> {
 
 /// Reports whether the container's v1 freezer or v2 `cgroup.freeze` is set.
 pub fn is_frozen(paths: &[PathBuf]) -> bool {
-    for path in paths {
+    // The v1 freezer hierarchy first, then the v2 one: a v1 controller
+    // directory has neither file.
+    let freezer = paths.iter().filter(|p| p.components().any(|c| c.as_os_str() == "freezer"));
+    let unified = paths.iter().filter(|p| p.join("cgroup.freeze").exists());
+    for path in freezer.chain(unified) {
         if let Ok(state) = fs::read_to_string(path.join("freezer.state")) {
             return state.trim() == "FROZEN";
         }

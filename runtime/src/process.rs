@@ -204,6 +204,15 @@ pub fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
+/// Looks up the home directory of `uid` in the container's /etc/passwd.
+fn home_directory(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse() == Ok(uid) && !fields[5].is_empty()).then(|| fields[5].to_owned())
+    })
+}
+
 /// Finds the executable for `arg0` the way execvp does, in the container's
 /// filesystem and with the container's `PATH`. The error wording matches
 /// runc's, because engines map "executable file not found" to exit code
@@ -310,7 +319,12 @@ pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
 
     let cwd = process.cwd();
     change_directory(cwd)?;
-    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if env_value(&env, "HOME").is_none() {
+        // As runc: the user's home from the container's /etc/passwd, or /.
+        let home = home_directory(process.user().uid()).unwrap_or_else(|| "/".to_owned());
+        env.push(format!("HOME={home}"));
+    }
     let argv: Vec<String> = process.args().clone().unwrap_or_default();
     let arg0 = argv
         .first()
