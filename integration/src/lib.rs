@@ -6,6 +6,9 @@
 //! host. The binary must be built first with `cargo build --release`, or its
 //! directory given in `CONMAN_BIN_DIR`.
 //!
+//! Tests of the `conman` manager use [`Conman`], which gives each test a
+//! fresh store directory.
+//!
 //! Everything a test creates (containers, host mounts, temporary directories)
 //! is registered with its [`Runtime`], whose `Drop` removes it, so cleanup also
 //! runs when an assertion panics.
@@ -495,4 +498,223 @@ pub fn assert_no_leftovers(rt: &Runtime, id: &str) {
     }
     let pids = processes_of(id);
     assert!(pids.is_empty(), "processes of container {id} are left behind: {pids:?}");
+}
+
+/// Reads a pid file that the runtime wrote (`--pid-file`).
+pub fn read_pid_file(path: &Path) -> i32 {
+    let text = fs::read_to_string(path).unwrap_or_else(|err| panic!("read pid file {}: {err}", path.display()));
+    text.trim().parse().unwrap_or_else(|err| panic!("pid file {} contains {text:?}, not a pid: {err}", path.display()))
+}
+
+impl Spawned {
+    /// Spawns `command` with `input` on its stdin, through a pipe that is
+    /// closed once `input` is written.
+    pub fn with_stdin(mut command: Command, input: &[u8]) -> Spawned {
+        use std::io::Write;
+        let stdout = tempfile::tempfile().expect("create a temporary file for stdout");
+        let stderr = tempfile::tempfile().expect("create a temporary file for stderr");
+        command
+            .stdin(Stdio::piped())
+            .stdout(stdout.try_clone().expect("duplicate the stdout file"))
+            .stderr(stderr.try_clone().expect("duplicate the stderr file"));
+        let description = format!("{command:?}");
+        let mut child = command.spawn().unwrap_or_else(|err| panic!("spawn {description}: {err}"));
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        pipe.write_all(input).unwrap_or_else(|err| panic!("write stdin of {description}: {err}"));
+        drop(pipe);
+        Spawned {
+            child: Some(child),
+            stdout,
+            stderr,
+            description,
+        }
+    }
+}
+
+impl Spawned {
+    /// Waits up to `timeout` for the command to exit and returns its output,
+    /// or `None` after killing the command when it is still running.
+    pub fn wait_within(mut self, timeout: Duration) -> Option<Output> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.try_wait() {
+                self.child = None;
+                return Some(self.read_output(code));
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return None;
+            }
+            sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Accepts one connection on a console socket, failing early if `command`
+/// (the `create` or `exec` that should connect) exits without connecting.
+pub fn accept_console(
+    listener: &std::os::unix::net::UnixListener,
+    command: &mut Spawned,
+) -> std::os::unix::net::UnixStream {
+    listener.set_nonblocking(true).expect("make the console socket non-blocking");
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("make the console connection blocking");
+                return stream;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => panic!("accept on the console socket: {err}"),
+        }
+        if let Some(code) = command.try_wait() {
+            panic!("the command exited without connecting to the console socket: {}", command.read_output(code));
+        }
+        assert!(Instant::now() < deadline, "the command never connected to the console socket");
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Receives the pty master that the runtime sends with SCM_RIGHTS.
+pub fn receive_pty_master(stream: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+    stream.set_read_timeout(Some(COMMAND_TIMEOUT)).expect("set a read timeout on the console connection");
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .expect("recvmsg on the console socket");
+    for cmsg in msg.cmsgs().expect("read control messages") {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed this descriptor for us.
+                return unsafe { OwnedFd::from_raw_fd(fd) };
+            }
+        }
+    }
+    panic!("no descriptor arrived on the console socket");
+}
+
+/// Reads a pty master until the container closes its side (EIO) or
+/// `timeout` passes.
+pub fn read_pty_until_closed(master: &std::os::fd::OwnedFd, timeout: Duration) -> String {
+    use std::os::fd::AsRawFd;
+
+    let deadline = Instant::now() + timeout;
+    let mut output = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        let mut fds = [libc::pollfd {
+            fd: master.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
+        if ready <= 0 {
+            continue;
+        }
+        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => output.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&output).into_owned()
+}
+
+/// Lists the cgroup v1 and v2 directories that exist for container `id`,
+/// one per mounted hierarchy under /sys/fs/cgroup (`memory`, `pids`,
+/// `unified`…).
+pub fn existing_cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path().join("conman").join(id))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// Returns the path of the `conman` binary. Panics when it is missing.
+pub fn manager_bin() -> PathBuf {
+    let path = bin_dir().join("conman");
+    if !path.is_file() {
+        panic!(
+            "{} not found: run cargo build --release first, or set CONMAN_BIN_DIR to the directory that contains conman",
+            path.display()
+        );
+    }
+    path
+}
+
+/// A test's view of the `conman` manager: a fresh `--root` store.
+///
+/// `Drop` runs `conman-runtime --root <store>/runtime delete --force` on
+/// every container still in the manager's runtime state (left by a `conman
+/// run` that a failed test killed), then removes the store.
+pub struct Conman {
+    binary: PathBuf,
+    runtime_binary: PathBuf,
+    root: TempDir,
+}
+
+impl Default for Conman {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conman {
+    pub fn new() -> Conman {
+        Conman {
+            binary: manager_bin(),
+            runtime_binary: runtime_bin(),
+            root: new_tempdir("store"),
+        }
+    }
+
+    /// Returns the `--root` store directory of this test.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Returns the directory of container records (`<store>/containers`).
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root().join("containers")
+    }
+
+    /// Returns the runtime state root that the manager uses
+    /// (`<store>/runtime`).
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root().join("runtime")
+    }
+
+    /// Returns `conman --root <store> <args>`, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(self.root()).args(args);
+        command
+    }
+
+    /// Runs `conman` with `args` and returns its output.
+    pub fn output(&self, args: &[&str]) -> Output {
+        Spawned::new(self.command(args)).wait(COMMAND_TIMEOUT)
+    }
+}
+
+impl Drop for Conman {
+    fn drop(&mut self) {
+        let runtime_dir = self.runtime_dir();
+        let Ok(entries) = fs::read_dir(&runtime_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let mut command = Command::new(&self.runtime_binary);
+            command.arg("--root").arg(&runtime_dir).arg("delete").arg("--force").arg(entry.file_name());
+            let _ = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+    }
 }

@@ -176,12 +176,17 @@ pub fn check_resources(resources: &LinuxResources) -> Result<()> {
         if nonempty(block_io.weight_device()) {
             return Err(unsupported("blockIO.weightDevice"));
         }
-        if nonempty(block_io.throttle_read_bps_device())
-            || nonempty(block_io.throttle_write_bps_device())
-            || nonempty(block_io.throttle_read_iops_device())
-            || nonempty(block_io.throttle_write_iops_device())
-        {
-            return Err(unsupported("blockIO.throttle*"));
+        if nonempty(block_io.throttle_read_bps_device()) {
+            return Err(unsupported("blockIO.throttleReadBpsDevice"));
+        }
+        if nonempty(block_io.throttle_write_bps_device()) {
+            return Err(unsupported("blockIO.throttleWriteBpsDevice"));
+        }
+        if nonempty(block_io.throttle_read_iops_device()) {
+            return Err(unsupported("blockIO.throttleReadIOPSDevice"));
+        }
+        if nonempty(block_io.throttle_write_iops_device()) {
+            return Err(unsupported("blockIO.throttleWriteIOPSDevice"));
         }
     }
     if nonempty(resources.hugepage_limits()) {
@@ -591,7 +596,9 @@ pub fn is_frozen(paths: &[PathBuf]) -> bool {
     let unified = paths.iter().filter(|p| p.join("cgroup.freeze").exists());
     for path in freezer.chain(unified) {
         if let Ok(state) = fs::read_to_string(path.join("freezer.state")) {
-            return state.trim() == "FROZEN";
+            // FREEZING: a pause in progress, or a task that just joined a
+            // frozen cgroup; either way the container is not running freely.
+            return matches!(state.trim(), "FROZEN" | "FREEZING");
         }
         if let Ok(value) = fs::read_to_string(path.join("cgroup.freeze")) {
             return value.trim() == "1";

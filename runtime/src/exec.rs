@@ -184,19 +184,21 @@ impl Runtime {
         drop(child_sync);
         drop(console);
 
-        // A process joining a frozen cgroup freezes at once. In a paused
-        // container (with --ignore-paused) the process therefore joins the
-        // cgroup only once it has called execve, and stays frozen until the
+        // A process joining a frozen cgroup freezes at once, before it can
+        // report back. In a paused container (with --ignore-paused) the
+        // runtime therefore does not wait for the process to reach execve:
+        // it stays frozen, inside the container's limits, until the
         // container resumes.
-        let join_after_exec = status == Status::Paused;
+        let paused = status == Status::Paused;
+        // The container's lock is not needed once the process is placed:
+        // releasing it keeps a process that the freezer stops mid-set-up
+        // from blocking every other command on the container.
+        drop(locked);
         let setup = (|| {
-            if !join_after_exec {
-                cgroup.join(pid)?;
-            }
+            cgroup.join(pid)?;
             nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the exec process".to_owned())?;
-            wait_exec_ready(&parent_sync)?;
-            if join_after_exec {
-                cgroup.join(pid)?;
+            if !paused {
+                wait_exec_ready(&parent_sync)?;
             }
             let pty = match &pty_receiver {
                 Some(receiver) => Some(terminal::recv_fd(receiver.as_raw_fd())?),
@@ -212,7 +214,6 @@ impl Runtime {
             }
             Ok(pty)
         })();
-        drop(locked);
         let pty = match setup {
             Ok(pty) => pty,
             Err(err) => {
@@ -312,7 +313,7 @@ fn child(
         Err(err) => {
             let mut message = vec![MSG_ERROR];
             message.extend_from_slice(err.to_string().as_bytes());
-            let _ = nix::unistd::write(&sync, &message);
+            let _ = init::send(&sync, &message);
             // SAFETY: exit without running destructors of the parent's state.
             unsafe { libc::_exit(1) }
         }

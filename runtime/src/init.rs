@@ -67,8 +67,7 @@ pub fn run(mut args: InitArgs) -> ! {
         Err(err) => {
             let mut message = vec![MSG_ERROR];
             message.extend_from_slice(err.to_string().as_bytes());
-            // SAFETY: write to the sync socket; the parent reads the message.
-            unsafe { libc::write(sync.as_raw_fd(), message.as_ptr().cast(), message.len()) };
+            let _ = send(&sync, &message);
             // SAFETY: _exit skips destructors and buffered stdio copied from
             // the parent, which must not be flushed twice.
             unsafe { libc::_exit(1) }
@@ -211,8 +210,12 @@ pub(crate) fn reset_signals() {
     }
 }
 
+/// Sends a message to the runtime. MSG_NOSIGNAL: a runtime that has
+/// already gone (a detached exec into a paused container) must not kill
+/// the sender with SIGPIPE.
 pub(crate) fn send(sync: &OwnedFd, message: &[u8]) -> Result<()> {
-    nix::unistd::write(sync, message).context(|| "write to sync socket".to_owned())?;
+    nix::sys::socket::send(sync.as_raw_fd(), message, nix::sys::socket::MsgFlags::MSG_NOSIGNAL)
+        .context(|| "write to sync socket".to_owned())?;
     Ok(())
 }
 

@@ -341,7 +341,7 @@ pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
 /// the container: a cwd reached through a leaked descriptor would be
 /// outside the root, and getcwd(2) then reports it as "(unreachable)".
 fn change_directory(cwd: &Path) -> Result<()> {
-    nix::unistd::chdir(cwd).context(|| format!("chdir to cwd \"{}\" set in config.json", cwd.display()))?;
+    nix::unistd::chdir(cwd).context(|| format!("chdir to the process's cwd \"{}\"", cwd.display()))?;
     let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
     if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
         return Err(Error::Init(format!(

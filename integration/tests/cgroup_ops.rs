@@ -1,0 +1,331 @@
+//! Operations on a container's cgroups: pause, resume, ps, update, resource
+//! limits at create time, unsupported resource fields, kill --all, and
+//! delete --force of a paused container.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use conman_integration::{
+    cgroup_dir, existing_cgroup_dirs, process_alive, read_pid_file, Bundle, Runtime, Spawned, COMMAND_TIMEOUT,
+};
+use serde_json::{json, Value};
+
+/// Starts `bundle` with `run --detach` and returns the init's host pid.
+fn run_detached(rt: &Runtime, bundle: &Bundle, id: &str) -> i32 {
+    let pid_file = rt.tempdir("pid").join("init.pid");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), id]);
+    read_pid_file(&pid_file)
+}
+
+/// Adds a read-write bind mount of a new host directory at `/out` and
+/// returns the host directory.
+fn bind_out_dir(rt: &Runtime, bundle: &mut Bundle) -> PathBuf {
+    let dir = rt.tempdir("out");
+    bundle.add_mount(json!({ "destination": "/out", "type": "bind", "source": dir, "options": ["rbind", "rw"] }));
+    dir
+}
+
+/// Reads one cgroup file of container `id`, without the trailing newline.
+fn read_cgroup_file(controller: &str, id: &str, file: &str) -> String {
+    let path = cgroup_dir(controller, id).join(file);
+    fs::read_to_string(&path)
+        .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+        .trim_end()
+        .to_owned()
+}
+
+/// Returns the sorted pids in the pids cgroup of container `id`.
+fn cgroup_procs(id: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = read_cgroup_file("pids", id, "cgroup.procs")
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Waits until the pids cgroup of container `id` contains `count` processes,
+/// and returns them.
+fn wait_for_procs(id: &str, count: usize) -> Vec<i32> {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let pids = cgroup_procs(id);
+        if pids.len() == count || Instant::now() >= deadline {
+            return pids;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads the counter that the container writes into `/out/counter`, or
+/// `None` before the first write.
+fn read_counter(out_dir: &Path) -> Option<u64> {
+    fs::read_to_string(out_dir.join("counter")).ok()?.trim().parse().ok()
+}
+
+/// Increments a number in `/out/counter` every 50 ms. Each value goes to a
+/// temporary file first and is renamed over the counter, so the host never
+/// reads a half-written number.
+const COUNTER_LOOP: &str =
+    "n=0; while true; do n=$((n+1)); echo $n > /out/counter.tmp; mv /out/counter.tmp /out/counter; sleep 0.05; done";
+
+#[test]
+fn pause_stops_counter() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", COUNTER_LOOP]);
+    let out_dir = bind_out_dir(&rt, &mut bundle);
+    let id = rt.id("pause-counter");
+    run_detached(&rt, &bundle, &id);
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while read_counter(&out_dir).is_none_or(|n| n < 2) {
+        assert!(Instant::now() < deadline, "the container never wrote its counter");
+        sleep(Duration::from_millis(20));
+    }
+
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.status(&id), "paused");
+    let first = read_counter(&out_dir);
+    sleep(Duration::from_millis(300));
+    let second = read_counter(&out_dir);
+    assert_eq!(first, second, "the counter moved while the container was paused");
+
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.status(&id), "running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = read_counter(&out_dir);
+    while after == second && Instant::now() < deadline {
+        sleep(Duration::from_millis(20));
+        after = read_counter(&out_dir);
+    }
+    assert_ne!(after, second, "the counter did not move after resume");
+}
+
+#[test]
+fn ps_json_matches_cgroup() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", "sleep 1000 & sleep 1000"]);
+    let id = rt.id("ps-json");
+    run_detached(&rt, &bundle, &id);
+    // sh starts the background sleep and then execs the last command in
+    // place of itself, so the container has two processes.
+    let expected = wait_for_procs(&id, 2);
+    assert_eq!(expected.len(), 2, "cgroup.procs of {id}: {expected:?}");
+
+    let out = rt.ok(&["ps", "--format", "json", &id]);
+
+    let mut listed: Vec<i32> =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("not a JSON array of pids ({err}): {out}"));
+    listed.sort_unstable();
+    assert_eq!(listed, expected, "{out}");
+}
+
+#[test]
+fn ps_table_shows_init() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("ps-table");
+    let init_pid = run_detached(&rt, &bundle, &id);
+
+    let out = rt.ok(&["ps", &id]);
+
+    let header = out.stdout.lines().next().unwrap_or_default();
+    let column = header.split_whitespace().position(|name| name == "PID");
+    assert!(column.is_some(), "the header has no PID column: {out}");
+    let column = column.unwrap();
+    let init_line = out
+        .stdout
+        .lines()
+        .skip(1)
+        .find(|line| line.split_whitespace().nth(column) == Some(init_pid.to_string().as_str()));
+    assert!(init_line.is_some(), "no line for init {init_pid}: {out}");
+    assert!(init_line.unwrap().contains("sleep 1000"), "{out}");
+}
+
+/// Starts `sleep 1000` for the update tests.
+fn start_for_update(rt: &Runtime, name: &str) -> String {
+    let bundle = Bundle::with_args(rt, &["sleep", "1000"]);
+    let id = rt.id(name);
+    run_detached(rt, &bundle, &id);
+    id
+}
+
+#[test]
+fn update_memory_and_pids() {
+    let rt = Runtime::new();
+    let id = start_for_update(&rt, "update-flags");
+
+    rt.ok(&["update", "--memory", "64m", "--pids-limit", "20", &id]);
+
+    assert_eq!(read_cgroup_file("memory", &id, "memory.limit_in_bytes"), "67108864");
+    assert_eq!(read_cgroup_file("pids", &id, "pids.max"), "20");
+}
+
+const RESOURCES_JSON: &str = r#"{"memory":{"limit":33554432},"cpu":{"shares":512}}"#;
+
+#[test]
+fn update_resources_file() {
+    let rt = Runtime::new();
+    let id = start_for_update(&rt, "update-file");
+    let path = rt.tempdir("resources").join("resources.json");
+    fs::write(&path, RESOURCES_JSON).expect("write resources.json");
+
+    rt.ok(&["update", "--resources", path.to_str().unwrap(), &id]);
+
+    assert_eq!(read_cgroup_file("memory", &id, "memory.limit_in_bytes"), "33554432");
+    assert_eq!(read_cgroup_file("cpu", &id, "cpu.shares"), "512");
+}
+
+#[test]
+fn update_resources_stdin() {
+    let rt = Runtime::new();
+    let id = start_for_update(&rt, "update-stdin");
+
+    let update = Spawned::with_stdin(rt.command(&["update", "--resources", "-", &id]), RESOURCES_JSON.as_bytes());
+    let out = update.wait(COMMAND_TIMEOUT);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(read_cgroup_file("memory", &id, "memory.limit_in_bytes"), "33554432");
+    assert_eq!(read_cgroup_file("cpu", &id, "cpu.shares"), "512");
+}
+
+/// Copies the limits read inside the container to /out, then tries to start
+/// 40 background processes, each of which appends a line to /out/started.
+/// The inner shell stops at its first failed fork.
+const FORK_LOOP: &str = r#"cat /sys/fs/cgroup/memory/memory.limit_in_bytes > /out/memory
+cat /sys/fs/cgroup/pids/pids.max > /out/pids
+sh -c 'for i in $(seq 40); do (echo x >> /out/started; exec sleep 5) & done' 2>/dev/null
+sleep 0.2
+wc -l < /out/started > /out/count"#;
+
+#[test]
+fn create_applies_limits() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", FORK_LOOP]);
+    let out_dir = bind_out_dir(&rt, &mut bundle);
+    bundle.edit(|config| {
+        config["linux"]["resources"]["memory"] = json!({ "limit": 50 * 1024 * 1024 });
+        config["linux"]["resources"]["pids"] = json!({ "limit": 16 });
+    });
+    let id = rt.id("create-limits");
+
+    rt.create(&bundle, &id);
+    assert_eq!(read_cgroup_file("memory", &id, "memory.limit_in_bytes"), "52428800");
+    assert_eq!(read_cgroup_file("pids", &id, "pids.max"), "16");
+
+    rt.ok(&["start", &id]);
+    assert_eq!(rt.wait_for_status(&id, "stopped"), "stopped");
+    let read_out = |name: &str| {
+        let path = out_dir.join(name);
+        fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display())).trim().to_owned()
+    };
+    assert_eq!(read_out("memory"), "52428800", "memory limit seen inside the container");
+    assert_eq!(read_out("pids"), "16", "pids limit seen inside the container");
+    let started: u32 = read_out("count").parse().unwrap_or_else(|err| panic!("count is not a number: {err}"));
+    assert!(started > 0, "no background process started");
+    assert!(started < 40, "all 40 background processes started despite pids.max 16");
+}
+
+/// Asserts that a create with `value` in `linux.resources.<resource>` fails
+/// with a message that names `field`, and leaves no state directory and no
+/// cgroup.
+fn assert_create_rejects(resource: &str, value: Value, field: &str) {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["true"]);
+    bundle.edit(|config| config["linux"]["resources"][resource] = value);
+    let id = rt.id("unsupported");
+
+    let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains(field), "the message does not name {field}: {out}");
+    assert!(!rt.container_dir(&id).exists(), "state directory left behind: {out}");
+    let cgroups = existing_cgroup_dirs(&id);
+    assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+}
+
+#[test]
+fn hugepage_limits_rejected() {
+    assert_create_rejects(
+        "hugepageLimits",
+        json!([{ "pageSize": "2MB", "limit": 2097152 }]),
+        "linux.resources.hugepageLimits",
+    );
+}
+
+#[test]
+fn blkio_throttle_rejected() {
+    assert_create_rejects(
+        "blockIO",
+        json!({ "throttleReadBpsDevice": [{ "major": 8, "minor": 0, "rate": 1048576 }] }),
+        "linux.resources.blockIO.throttleReadBpsDevice",
+    );
+}
+
+/// Sends SIGKILL to every pid in the list when dropped, so that a failed
+/// `kill --all` leaves no process behind.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if process_alive(pid) {
+                // SAFETY: kill on a process of this test's container.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The container shares the host's pid namespace. In a namespace of its own,
+/// killing the init alone would also kill the background child, so the test
+/// could not distinguish `--all` from a plain kill.
+#[test]
+fn kill_all_kills_child() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", "sleep 1000 & exec sleep 1000"]);
+    bundle.edit(|config| {
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|ns| ns["type"] != "pid");
+    });
+    let id = rt.id("kill-all");
+    let init_pid = run_detached(&rt, &bundle, &id);
+    let pids = wait_for_procs(&id, 2);
+    let _guard = KillOnDrop(pids.clone());
+    assert_eq!(pids.len(), 2, "cgroup.procs of {id}: {pids:?}");
+    assert!(pids.contains(&init_pid), "init {init_pid} is not in cgroup.procs: {pids:?}");
+
+    rt.ok(&["kill", "--all", &id, "9"]);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| process_alive(pid)) && Instant::now() < deadline {
+        sleep(Duration::from_millis(10));
+    }
+    for pid in &pids {
+        assert!(!process_alive(*pid), "pid {pid} survived kill --all");
+    }
+    assert_eq!(rt.wait_for_status(&id, "stopped"), "stopped");
+}
+
+#[test]
+fn delete_force_paused_container() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("delete-paused");
+    let init_pid = run_detached(&rt, &bundle, &id);
+    rt.ok(&["pause", &id]);
+
+    let started = Instant::now();
+    let out = rt.output(&["delete", "--force", &id]);
+    let elapsed = started.elapsed();
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(elapsed < Duration::from_secs(3), "delete --force took {elapsed:?}");
+    assert!(!rt.container_dir(&id).exists(), "state directory left after delete --force");
+    for controller in ["memory", "pids", "freezer", "cpu"] {
+        let dir = cgroup_dir(controller, &id);
+        assert!(!dir.exists(), "{} left after delete --force", dir.display());
+    }
+    assert!(!process_alive(init_pid), "init {init_pid} still runs after delete --force");
+}
