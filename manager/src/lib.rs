@@ -6,6 +6,7 @@
 //! runtime binary is ever executed.
 
 pub mod error;
+pub mod seccomp;
 pub mod spec;
 pub mod store;
 

@@ -104,6 +104,17 @@ pub struct Settings {
     pub cap_drop: Vec<String>,
     /// Share the host's network namespace (`--network host`).
     pub host_network: bool,
+    pub seccomp: SeccompSetting,
+}
+
+/// `--security-opt seccomp=...`.
+#[derive(Clone, Debug, Default)]
+pub enum SeccompSetting {
+    /// podman's profile from [`crate::seccomp::DEFAULT_PROFILE`].
+    #[default]
+    Default,
+    Unconfined,
+    File(std::path::PathBuf),
 }
 
 /// Normalises a capability name to the `CAP_` form.
@@ -218,7 +229,23 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
         "container=conman",
         format!("HOSTNAME={short_id}"),
     ]);
-    let caps = json!(settings.capabilities());
+    let cap_list = settings.capabilities();
+    match &settings.seccomp {
+        SeccompSetting::Unconfined => {}
+        SeccompSetting::File(path) => config["linux"]["seccomp"] = crate::seccomp::load(path, &cap_list)?,
+        SeccompSetting::Default => {
+            let path = Path::new(crate::seccomp::DEFAULT_PROFILE);
+            if path.exists() {
+                config["linux"]["seccomp"] = crate::seccomp::load(path, &cap_list)?;
+            } else {
+                // NOTE: without containers-common there is no profile to
+                // apply; the container runs without seccomp, as with
+                // `--security-opt seccomp=unconfined`.
+                tracing::warn!(profile = %path.display(), "seccomp profile not found; running without seccomp");
+            }
+        }
+    }
+    let caps = json!(cap_list);
     config["process"]["capabilities"] = json!({
         "bounding": caps, "effective": caps, "permitted": caps
     });

@@ -71,6 +71,10 @@ struct SettingsArgs {
     /// default) or `host`.
     #[arg(long, default_value = "none")]
     network: String,
+    /// Security options; supported: `seccomp=FILE` and `seccomp=unconfined`
+    /// (default: podman's profile from /usr/share/containers/seccomp.json).
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
 }
 
 impl SettingsArgs {
@@ -94,7 +98,16 @@ impl SettingsArgs {
             "host" => true,
             other => return Err(invalid(format!("--network \"{other}\" is not supported: use none or host"))),
         };
+        let mut seccomp = manager::spec::SeccompSetting::Default;
+        for option in &self.security_opt {
+            seccomp = match option.split_once('=') {
+                Some(("seccomp", "unconfined")) => manager::spec::SeccompSetting::Unconfined,
+                Some(("seccomp", file)) => manager::spec::SeccompSetting::File(PathBuf::from(file)),
+                _ => return Err(invalid(format!("--security-opt \"{option}\" is not supported: use seccomp=FILE or seccomp=unconfined"))),
+            };
+        }
         Ok(manager::spec::Settings {
+            seccomp,
             env,
             workdir: self.workdir,
             user: self.user,
