@@ -224,3 +224,24 @@ fn parallel_runs_leave_nothing() {
         assert!(left.is_empty(), "pids cgroups left behind: {left:?}");
     }
 }
+
+#[test]
+fn default_seccomp_profile_applied() {
+    let conman = Conman::new();
+
+    let out = run_rm(&conman, &["sh", "-c", "grep ^Seccomp: /proc/self/status; unshare -m true 2>/dev/null; echo unshare=$?"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("Seccomp:\t2"), "no seccomp filter: {out}");
+    assert!(out.stdout.contains("unshare=1"), "unshare was not denied: {out}");
+}
+
+#[test]
+fn seccomp_unconfined_option() {
+    let conman = Conman::new();
+
+    let out = conman.output(&["run", "--rm", "--security-opt", "seccomp=unconfined", "--", "grep", "^Seccomp:", "/proc/self/status"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("Seccomp:\t0"), "a filter was loaded: {out}");
+}
