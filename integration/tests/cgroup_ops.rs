@@ -329,3 +329,31 @@ fn delete_force_paused_container() {
     }
     assert!(!process_alive(init_pid), "init {init_pid} still runs after delete --force");
 }
+
+#[test]
+fn update_raises_memory_and_swap() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| config["linux"]["resources"]["memory"] = json!({ "limit": 67108864, "swap": 67108864 }));
+    let id = rt.id("update-swap");
+    run_detached(&rt, &bundle, &id);
+
+    // v1 rejects a memory limit above memory+swap, so the runtime must
+    // raise memory+swap first.
+    rt.ok(&["update", "--memory", "134217728", "--memory-swap", "134217728", &id]);
+
+    assert_eq!(read_cgroup_file("memory", &id, "memory.limit_in_bytes"), "134217728");
+    assert_eq!(read_cgroup_file("memory", &id, "memory.memsw.limit_in_bytes"), "134217728");
+}
+
+#[test]
+fn update_memory_minus_one() {
+    let rt = Runtime::new();
+    let id = start_for_update(&rt, "update-unlimited");
+    rt.ok(&["update", "--memory", "64m", &id]);
+
+    rt.ok(&["update", "--memory", "-1", &id]);
+
+    let limit: u64 = read_cgroup_file("memory", &id, "memory.limit_in_bytes").parse().expect("a number");
+    assert!(limit > 1 << 40, "memory limit still set: {limit}");
+}

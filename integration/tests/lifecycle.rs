@@ -294,3 +294,29 @@ fn parallel_runs_leave_root_empty() {
         assert!(processes_of(id).is_empty(), "processes of {id} left behind");
     }
 }
+
+#[test]
+fn kill_stopped_says_not_running() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["true"]);
+    let id = rt.id("kill-stopped");
+    rt.create(&bundle, &id);
+    rt.ok(&["start", &id]);
+    rt.wait_for_status(&id, "stopped");
+
+    let out = rt.output(&["kill", &id, "KILL"]);
+
+    // containerd and podman recognise this case by the words
+    // "container not running".
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("container not running"), "{out}");
+}
+
+#[test]
+fn usage_error_exits_1() {
+    let rt = Runtime::new();
+
+    let out = rt.output(&["kill", "--no-such-flag", "x"]);
+
+    assert_eq!(out.code, 1, "{out}");
+}

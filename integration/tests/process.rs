@@ -242,3 +242,29 @@ fn home_set_when_missing() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.trim(), "home=/", "{out}");
 }
+
+#[test]
+fn missing_cwd_is_created() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["pwd"]);
+    bundle.edit(|config| config["process"]["cwd"] = "/work/dir".into());
+
+    let out = run(&rt, &bundle, "new-cwd");
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "/work/dir");
+}
+
+#[test]
+fn ambient_without_inheritable_runs() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["echo", "ran"]);
+    // runc's default config lists ambient capabilities but no inheritable
+    // set; they cannot be raised, and runc runs the container anyway.
+    bundle.edit(|config| config["process"]["capabilities"]["ambient"] = serde_json::json!(["CAP_KILL"]));
+
+    let out = run(&rt, &bundle, "ambient");
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "ran");
+}

@@ -305,7 +305,17 @@ impl Cgroup {
                 self.write("memory", "memory.soft_limit_in_bytes", "memory.low", limit_value(reservation, v2))?;
             }
             if let Some(limit) = memory.limit() {
-                self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2))?;
+                let written = self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2));
+                // v1 keeps the memory limit at or below memory+swap: when
+                // both grow, memory+swap must be raised first.
+                match (written, memory.swap()) {
+                    (Ok(()), _) => {}
+                    (Err(err), Some(swap)) if !v2 && err.raw_os_error() == Some(libc::EINVAL) => {
+                        self.write("memory", "memory.memsw.limit_in_bytes", "", limit_value(swap, v2))?;
+                        self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2))?;
+                    }
+                    (Err(err), _) => return Err(err),
+                }
             }
             if let Some(swappiness) = memory.swappiness() {
                 if swappiness > 100 {

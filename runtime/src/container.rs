@@ -305,11 +305,7 @@ impl Runtime {
         let (_locked, record) = self.store.open(id)?;
         let status = record.live_status();
         if status == Status::Stopped && !(all && !record.own_pid_namespace) {
-            return Err(Error::WrongState {
-                id: id.to_owned(),
-                status: status.to_string(),
-                message: "cannot send a signal to a stopped container".into(),
-            });
+            return Err(Error::NotRunning(id.to_owned()));
         }
         if all {
             cgroups::signal_all(&record.cgroup_paths, signal)?;

@@ -56,6 +56,15 @@ pub enum Error {
     #[error("container init failed: {0}")]
     Init(String),
 
+    /// The container's init has exited. The wording contains "container not
+    /// running", which containerd and podman match to recognise this case.
+    #[error("container not running: \"{0}\" has stopped")]
+    NotRunning(String),
+
+    /// An `exec` process failed before it ran its program.
+    #[error("exec failed: {0}")]
+    Exec(String),
+
     /// A lifecycle hook failed.
     #[error("{0}")]
     Hook(String),

@@ -248,10 +248,10 @@ fn wait_exec_ready(sync: &OwnedFd) -> Result<()> {
         };
         match buf.first() {
             _ if n == 0 && ready => return Ok(()),
-            _ if n == 0 => return Err(Error::Init("the exec process exited during set-up".into())),
+            _ if n == 0 => return Err(Error::Exec("the exec process exited during set-up".into())),
             Some(&MSG_READY) => ready = true,
-            Some(&MSG_ERROR) => return Err(Error::Init(String::from_utf8_lossy(&buf[1..n]).into_owned())),
-            _ => return Err(Error::Init("unexpected message from the exec process".into())),
+            Some(&MSG_ERROR) => return Err(Error::Exec(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+            _ => return Err(Error::Exec("unexpected message from the exec process".into())),
         }
     }
 }

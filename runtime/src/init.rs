@@ -123,6 +123,10 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     let root = rootfs::prepare_root(&ctx)?;
     rootfs::mount_all(&ctx, root.as_raw_fd())?;
     rootfs::create_devices(&ctx, root.as_raw_fd())?;
+    // As runc: a cwd missing from the rootfs is created.
+    if rootfs::open_in_root(root.as_raw_fd(), process.cwd(), libc::O_PATH).is_err() {
+        rootfs::mkdir_all_in_root(root.as_raw_fd(), process.cwd())?;
+    }
 
     // The host's /proc is still mounted: /proc/self names the host pid.
     let host_pid: i32 = std::fs::read_link("/proc/self")

@@ -141,11 +141,13 @@ impl CapabilitySets {
         apply(CapSet::Permitted, &self.permitted, "permitted")?;
         caps::clear(None, CapSet::Ambient).ok();
         for cap in known(&self.ambient) {
-            caps::raise(None, CapSet::Ambient, cap).map_err(|err| {
-                Error::InvalidArgument(format!(
-                    "raise ambient capability {cap} (it must be permitted and inheritable): {err}"
-                ))
-            })?;
+            // As runc: an ambient capability that is not both permitted and
+            // inheritable cannot be raised, and is skipped (runc's own
+            // default config lists ambient capabilities without an
+            // inheritable set).
+            if let Err(err) = caps::raise(None, CapSet::Ambient, cap) {
+                tracing::debug!(capability = %cap, error = %err, "ambient capability not raised");
+            }
         }
         Ok(())
     }

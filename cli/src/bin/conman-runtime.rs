@@ -219,16 +219,16 @@ enum Command {
         #[arg(short = 'r', long)]
         resources: Option<PathBuf>,
         /// Memory limit in bytes (suffixes k, m, g allowed); -1 for none.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         memory: Option<String>,
         /// Memory plus swap limit in bytes; -1 for none.
-        #[arg(long = "memory-swap")]
+        #[arg(long = "memory-swap", allow_hyphen_values = true)]
         memory_swap: Option<String>,
         /// Memory soft limit in bytes.
-        #[arg(long = "memory-reservation")]
+        #[arg(long = "memory-reservation", allow_hyphen_values = true)]
         memory_reservation: Option<String>,
         /// CPU shares (relative weight).
-        #[arg(long = "cpu-shares")]
+        #[arg(long = "cpu-share", alias = "cpu-shares")]
         cpu_shares: Option<u64>,
         /// CPU CFS quota in microseconds per period; -1 for none.
         #[arg(long = "cpu-quota", allow_hyphen_values = true)]
@@ -264,7 +264,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit with 1, as runc's do (clap's default is 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 1 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
     if cli.version {
         println!("{PROGRAM} version {}", env!("CARGO_PKG_VERSION"));
         println!("spec: {}", runtime::SPEC_VERSION);

@@ -132,7 +132,7 @@ enum Command {
         #[arg(long)]
         rm: bool,
         /// Name of the container (default: its short id).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         name: Option<String>,
         /// Directory to use as the container's root filesystem. Without it,
         /// the container sees the host's programs and libraries read-only.
@@ -141,7 +141,7 @@ enum Command {
         #[command(flatten)]
         settings: SettingsArgs,
         /// Command and arguments, after `--`.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        #[arg(required = true, trailing_var_arg = true)]
         command: Vec<String>,
     },
     /// List containers.
@@ -149,7 +149,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit with 125, as podman's do, so that they are not taken
+    // for the container's own status.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { 125 } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
     let mut logger = match Logger::init(cli.log.as_deref(), LogFormat::Text, cli.debug) {
         Ok(logger) => logger,
         Err(message) => {
