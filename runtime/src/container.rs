@@ -49,7 +49,7 @@ pub struct Created {
     pub pty: Option<OwnedFd>,
 }
 
-/// Where the init's pty master goes.
+/// Destination of the init's pty master.
 enum Console {
     None,
     Socket(PathBuf),
@@ -526,7 +526,7 @@ fn clone_process(flags: libc::c_int) -> io::Result<i32> {
 }
 
 /// Waits for the init's "ready" or error message, running `run_hooks` when
-/// the init asks for the runtime's hooks.
+/// the init requests the runtime's hooks.
 fn wait_ready(sync: &OwnedFd, pid: i32, mut run_hooks: impl FnMut() -> Result<()>) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let n = loop {

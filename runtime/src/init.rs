@@ -27,7 +27,7 @@ use crate::terminal;
 pub const MSG_GO: u8 = b'G';
 pub const MSG_READY: u8 = b'R';
 pub const MSG_ERROR: u8 = b'E';
-/// The init asks the runtime to run the prestart and createRuntime hooks.
+/// The init requests that the runtime run the prestart and createRuntime hooks.
 pub const MSG_HOOKS: u8 = b'H';
 
 /// Everything the init needs, prepared by the parent before clone.
