@@ -44,7 +44,8 @@ pub fn parse(text: &str) -> Result<i32> {
     let invalid = || Error::InvalidArgument(format!("invalid signal \"{text}\""));
     let trimmed = text.trim();
     if let Ok(number) = trimmed.parse::<i32>() {
-        if number > 0 && number <= libc::SIGRTMAX() {
+        // 0 checks that the process exists without signalling it, as kill(2).
+        if number >= 0 && number <= libc::SIGRTMAX() {
             return Ok(number);
         }
         return Err(invalid());
@@ -85,7 +86,8 @@ mod tests {
 
     #[test]
     fn invalid_signals() {
-        for bad in ["0", "-1", "999", "NOPE", "SIG", ""] {
+        assert_eq!(parse("0").unwrap(), 0);
+        for bad in ["-1", "999", "NOPE", "SIG", ""] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
