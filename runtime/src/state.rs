@@ -124,9 +124,23 @@ impl Record {
             annotations: self.annotations.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),
-            owner: String::new(),
+            owner: user_name(self.owner),
         }
     }
+}
+
+/// Returns the host's name for `uid` from /etc/passwd, or the number, as
+/// runc shows a container's owner.
+pub fn user_name(uid: u32) -> String {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Reads the state letter and start time of a process from /proc/PID/stat.

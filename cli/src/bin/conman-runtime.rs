@@ -413,17 +413,21 @@ fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> runtime::Result<(
             let _ = writeln!(out, "{}", serde_json::to_string(&states).expect("states serialise"));
         }
         ListFormat::Table => {
-            let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<32}", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
-            for state in &states {
-                let _ = writeln!(
-                    out,
-                    "{:<12} {:<10} {:<10} {:<40} {:<32}",
-                    state.id,
-                    state.pid,
-                    state.status,
-                    state.bundle.display(),
-                    state.created
-                );
+            // Columns as wide as their widest value, like runc's table.
+            let rows: Vec<[String; 6]> = states
+                .iter()
+                .map(|s| [s.id.clone(), s.pid.to_string(), s.status.to_string(), s.bundle.display().to_string(), s.created.clone(), s.owner.clone()])
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = header.clone().map(|h| h.len());
+            for row in &rows {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(rows.iter()) {
+                let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+                let _ = writeln!(out, "{}", cells.join("   ").trim_end());
             }
         }
     }
