@@ -11,7 +11,7 @@ fn run(rt: &Runtime, bundle: &Bundle, name: &str) -> Output {
     rt.output(&["run", "--bundle", bundle.path_str(), &id])
 }
 
-/// A bundle whose process runs `script` with `seccomp` as its profile.
+/// Builds a bundle whose process runs `script` with `seccomp` as its profile.
 fn bundle_with(rt: &Runtime, script: &str, seccomp: Value) -> Bundle {
     let mut bundle = Bundle::with_args(rt, &["sh", "-c", script]);
     bundle.edit(|config| config["linux"]["seccomp"] = seccomp);

@@ -16,7 +16,7 @@ pub use error::{Error, Result};
 use runtime::{CreateOptions, Runtime};
 use store::{ContainerRecord, Store};
 
-/// Where a container's root filesystem comes from.
+/// Source of a container's root filesystem.
 #[derive(Clone, Debug)]
 pub enum RootfsSource {
     /// No image: a read-only view of the host's programs and libraries.

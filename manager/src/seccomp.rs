@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 
-/// Where Debian's containers-common package (and podman) keep the profile.
+/// Path of the profile in Debian's containers-common package, where podman reads it.
 pub const DEFAULT_PROFILE: &str = "/usr/share/containers/seccomp.json";
 
 /// Reads a seccomp profile file. A containers-common profile (with
@@ -25,14 +25,18 @@ pub fn load(path: &Path, caps: &[String]) -> Result<Value> {
 /// keeping the rules whose `includes` hold and whose `excludes` do not for
 /// an amd64 container with capabilities `caps`.
 pub fn to_oci(profile: &Value, caps: &[String]) -> Value {
-    let holds = |cap: &Value| cap.as_str().is_some_and(|c| caps.iter().any(|have| have == c));
+    if profile["archMap"].is_null() && !has_conditions(profile) {
+        // Already an OCI profile.
+        return profile.clone();
+    }
+    let granted = |cap: &Value| cap.as_str().is_some_and(|c| caps.iter().any(|have| have == c));
     let amd64 = |arches: &Value| arches.as_array().is_some_and(|list| list.iter().any(|a| a == "amd64"));
     let keep = |rule: &Value| {
         let includes = &rule["includes"];
         let excludes = &rule["excludes"];
-        let caps_included = includes["caps"].as_array().is_none_or(|list| list.iter().all(holds));
+        let caps_included = includes["caps"].as_array().is_none_or(|list| list.iter().all(granted));
         let arch_included = includes["arches"].is_null() || amd64(&includes["arches"]);
-        let caps_excluded = excludes["caps"].as_array().is_some_and(|list| list.iter().any(holds));
+        let caps_excluded = excludes["caps"].as_array().is_some_and(|list| list.iter().any(granted));
         caps_included && arch_included && !caps_excluded && !amd64(&excludes["arches"])
     };
     let syscalls: Vec<Value> = profile["syscalls"]
@@ -54,10 +58,6 @@ pub fn to_oci(profile: &Value, caps: &[String]) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    if profile["archMap"].is_null() && profile["includes"].is_null() && profile.get("syscalls").is_some() && !has_conditions(profile) {
-        // Already an OCI profile.
-        return profile.clone();
-    }
     let mut oci = json!({
         "defaultAction": profile["defaultAction"],
         "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],

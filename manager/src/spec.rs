@@ -26,7 +26,7 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
     "CAP_SYS_CHROOT",
 ];
 
-/// Host directories an image-less container sees read-only; a host entry
+/// Host directories that an image-less container gets read-only; a host entry
 /// that is a symlink (`/bin` -> `usr/bin` on merged-/usr systems) becomes
 /// the same symlink.
 const HOST_DIRECTORIES: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 pub const RECORD_FILE: &str = "container.json";
 
-/// What the manager records about a container.
+/// The manager's record of a container.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerRecord {

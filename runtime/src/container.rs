@@ -225,7 +225,7 @@ impl Runtime {
                 annotations: spec.annotations().clone().unwrap_or_default(),
                 cgroup_paths: cleanup.cgroup.as_ref().unwrap().paths(),
                 own_pid_namespace: plan.new_pid || plan.pid_join.is_some(),
-                // SAFETY: getuid cannot fail.
+                // SAFETY: getuid has no arguments and always succeeds (getuid(2)).
                 owner: unsafe { libc::getuid() },
             };
             cleanup.locked.as_ref().unwrap().save(&record)?;

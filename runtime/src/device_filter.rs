@@ -1,7 +1,7 @@
 //! Device rules on cgroup v2: an eBPF program of type
 //! BPF_PROG_TYPE_CGROUP_DEVICE attached to the container's cgroup.
 //!
-//! cgroup v2 has no devices controller; the kernel asks an attached program
+//! cgroup v2 has no devices controller; the kernel calls an attached program
 //! instead, with the device type, the access and the major and minor numbers
 //! (`struct bpf_cgroup_dev_ctx`). The program generated here checks the
 //! rules from the last to the first and returns the verdict of the first

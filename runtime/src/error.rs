@@ -25,7 +25,7 @@ pub enum Error {
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
 
-    /// The configuration is well-formed but asks for something invalid or
+    /// The configuration is well-formed but requests something invalid or
     /// something this runtime does not implement.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

@@ -256,7 +256,7 @@ fn wait_exec_ready(sync: &OwnedFd) -> Result<()> {
     }
 }
 
-/// The forked exec process: joins the container and becomes its program.
+/// Runs in the forked exec process: joins the container and becomes its program.
 fn child(
     sync: OwnedFd,
     joins: &[(&str, libc::c_int, OwnedFd)],

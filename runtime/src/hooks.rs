@@ -9,9 +9,9 @@
 //! | poststart | `start` | runtime | after the process was released |
 //! | poststop | `delete` | runtime | after the container stopped |
 //!
-//! A failing hook before the process starts aborts `create` (or kills the
-//! container, for startContainer); a failing poststart or poststop hook is
-//! logged and does not change the result, as the runtime spec requires.
+//! A hook that fails before the process starts aborts `create`, or for
+//! startContainer stops the container. A failing poststart or poststop hook
+//! is logged and does not change the result, as the runtime spec requires.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn bind_with_propagation() {
         let parsed = parse_options(&mount("none", &["rbind", "rprivate", "ro"])).unwrap();
-        assert!(parsed.bind && parsed.recursive);
+        assert!(parsed.bind);
+        assert!(parsed.recursive);
         assert_eq!(parsed.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
     }
 

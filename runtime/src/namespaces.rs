@@ -44,7 +44,7 @@ pub fn clone_flag(typ: LinuxNamespaceType) -> libc::c_int {
     }
 }
 
-/// The kernel's name of a namespace type, as in /proc/PID/ns.
+/// Returns the kernel's name of a namespace type, as in /proc/PID/ns.
 pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
     match typ {
         LinuxNamespaceType::Mount => "mnt",

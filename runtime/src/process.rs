@@ -157,7 +157,7 @@ fn kernel_has(cap: caps::Capability) -> bool {
     u32::from(cap.index()) <= last_cap()
 }
 
-/// Returns the highest capability number the running kernel knows.
+/// Returns the highest capability number of the running kernel.
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -293,9 +293,9 @@ mod tests {
 /// resolves the executable. Returns the execve arguments, ready to use.
 ///
 /// The seccomp filter is loaded last when no_new_privs is set, so that it
-/// governs as little of the set-up as possible; without no_new_privs the
-/// kernel only lets a process holding CAP_SYS_ADMIN load a filter, so it is
-/// loaded first, before capabilities are dropped.
+/// governs as little of the set-up as possible. Without no_new_privs, only a
+/// process with CAP_SYS_ADMIN may load a filter, so it is loaded first,
+/// before capabilities are dropped.
 pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<ExecArgs> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let Some(filter) = seccomp.filter(|_| !no_new_privs) {

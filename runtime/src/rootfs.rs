@@ -21,7 +21,7 @@ use crate::error::{Context, Error, Result};
 use crate::mounts::{parse_options, rootfs_propagation, MountOptions};
 use crate::sys::{cstring, fd_path, mount, openat, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
 
-/// What the rootfs set-up needs besides the spec.
+/// Inputs of the rootfs set-up besides the spec.
 pub struct RootfsContext<'a> {
     pub spec: &'a Spec,
     pub bundle: &'a Path,
@@ -265,7 +265,7 @@ fn locked_flags(fd: &OwnedFd) -> libc::c_ulong {
 /// Mounts the cgroup filesystem. On a v2-only host that is one cgroup2
 /// mount; on v1 and hybrid hosts, a tmpfs holding one mount per hierarchy.
 /// With a cgroup namespace each hierarchy is mounted fresh, so the container
-/// sees its own subtree as the root; without one, the container's own cgroup
+/// gets its own subtree as the root. Without one, the container's own cgroup
 /// directory is bind-mounted.
 fn mount_cgroup(ctx: &RootfsContext, root: RawFd, entry: &Mount, options: &MountOptions) -> Result<()> {
     let destination = entry.destination();
@@ -480,9 +480,9 @@ pub fn enter_root(root: &OwnedFd, rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
         return Ok(());
     }
-    // pivot_root(".", ".") stacks the old root on top of the new one; it is
-    // then made a slave, so that unmounting it does not reach the host's
-    // mounts, and detached.
+    // pivot_root(".", ".") stacks the old root on top of the new one. The old
+    // root is then made a slave, so that unmounting it does not reach the
+    // host's mounts, and detached.
     nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
     nix::unistd::pivot_root(".", ".").context(|| format!("pivot_root into {}", rootfs.display()))?;
     mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None).context(|| "make old root a slave".to_owned())?;

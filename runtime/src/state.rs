@@ -50,7 +50,7 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// What the runtime records about a container. The OCI state that `state`
+/// The runtime's record of a container. The OCI state that `state`
 /// prints is derived from it (see [`Record::oci_state`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

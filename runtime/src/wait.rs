@@ -11,7 +11,7 @@ use crate::container::{exit_code, CreateOptions, Created, Runtime};
 use crate::error::{Context, Error, Result};
 use crate::terminal::{self, RawMode};
 
-/// Signals that `run` does not forward: SIGCHLD tells it the init exited,
+/// Signals that `run` does not forward: SIGCHLD reports that the init exited,
 /// SIGWINCH resizes the relayed terminal, and SIGKILL/SIGSTOP cannot be
 /// caught.
 pub(crate) fn forwarded_set() -> SigSet {

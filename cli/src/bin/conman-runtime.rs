@@ -48,7 +48,7 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct CreateArgs {
-    /// Path to the bundle directory, which holds config.json.
+    /// Path to the bundle directory, which contains config.json.
     #[arg(short = 'b', long, default_value = ".")]
     bundle: PathBuf,
 
@@ -436,7 +436,7 @@ fn list(runtime: &Runtime, format: ListFormat, quiet: bool) -> runtime::Result<(
 
 fn write_spec(bundle: &std::path::Path, rootless: bool) -> runtime::Result<()> {
     let path = bundle.join("config.json");
-    // SAFETY: getuid and getgid cannot fail.
+    // SAFETY: getuid and getgid have no arguments and always succeed.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let config = runtime::spec::default_config(rootless, uid, gid);
     let text = serde_json::to_string_pretty(&config).expect("config serialises") + "\n";

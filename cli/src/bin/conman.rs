@@ -135,7 +135,7 @@ enum Command {
         #[arg(long, allow_hyphen_values = true)]
         name: Option<String>,
         /// Directory to use as the container's root filesystem. Without it,
-        /// the container sees the host's programs and libraries read-only.
+        /// the container gets the host's programs and libraries read-only.
         #[arg(long)]
         rootfs: Option<PathBuf>,
         #[command(flatten)]

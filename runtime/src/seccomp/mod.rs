@@ -8,9 +8,9 @@
 //! directly, because seccompiler's loader always sets no_new_privs.
 //!
 //! Layout of the program:
-//! 1. Load the architecture; a foreign one (or the x32 ABI) gets the
-//!    default action, or KILL_PROCESS when the default would allow it, since
-//!    only x86_64 syscall numbers are known here.
+//! 1. Load the architecture. Only x86_64 syscall numbers are in the table,
+//!    so a foreign architecture (or the x32 ABI) gets the default action, or
+//!    KILL_PROCESS when the default would allow the call.
 //! 2. Load the syscall number; for each rule, in the profile's order, test
 //!    the number and the argument conditions and return the rule's action.
 //! 3. A syscall numbered above every syscall the profile names gets ENOSYS
@@ -163,7 +163,7 @@ impl Assembler {
     }
 }
 
-/// Emits the test of one argument condition: falls through when it holds,
+/// Emits the test of one argument condition: falls through when it is true,
 /// jumps to `fail` when it does not. 64-bit values are compared as high
 /// and low 32-bit words.
 fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Result<()> {
@@ -183,12 +183,12 @@ fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Re
             asm.jump_unless_eq(value_low, fail);
         }
         LinuxSeccompOperator::ScmpCmpNe => {
-            let holds = asm.new_label();
+            let matched = asm.new_label();
             asm.load(high_offset);
-            asm.jump_unless_eq(value_high, holds);
+            asm.jump_unless_eq(value_high, matched);
             asm.load(low_offset);
             asm.jump_if_eq(value_low, fail);
-            asm.bind(holds);
+            asm.bind(matched);
         }
         LinuxSeccompOperator::ScmpCmpMaskedEq => {
             let mask = value;
@@ -205,10 +205,10 @@ fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Re
         | LinuxSeccompOperator::ScmpCmpLt
         | LinuxSeccompOperator::ScmpCmpLe) => {
             // Unsigned 64-bit order: the high words decide unless equal.
-            let holds = asm.new_label();
+            let matched = asm.new_label();
             let (above, below) = match op {
-                LinuxSeccompOperator::ScmpCmpGt | LinuxSeccompOperator::ScmpCmpGe => (holds, fail),
-                _ => (fail, holds),
+                LinuxSeccompOperator::ScmpCmpGt | LinuxSeccompOperator::ScmpCmpGe => (matched, fail),
+                _ => (fail, matched),
             };
             asm.load(high_offset);
             asm.jump_if_gt(value_high, above);
@@ -216,17 +216,17 @@ fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Re
             asm.load(low_offset);
             match op {
                 LinuxSeccompOperator::ScmpCmpGt => {
-                    asm.jump_if_gt(value_low, holds);
+                    asm.jump_if_gt(value_low, matched);
                     asm.jump(fail);
                 }
                 LinuxSeccompOperator::ScmpCmpGe => {
-                    asm.jump_if_ge(value_low, holds);
+                    asm.jump_if_ge(value_low, matched);
                     asm.jump(fail);
                 }
                 LinuxSeccompOperator::ScmpCmpLt => asm.jump_if_ge(value_low, fail),
                 _ => asm.jump_if_gt(value_low, fail),
             }
-            asm.bind(holds);
+            asm.bind(matched);
         }
     }
     Ok(())
