@@ -573,7 +573,9 @@ pub fn exit_code(status: i32) -> i32 {
     }
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+/// Writes `pid` to the --pid-file `path` (relative to the working
+/// directory), atomically.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let path = if path.is_absolute() {
         path.to_owned()
     } else {

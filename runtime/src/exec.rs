@@ -21,7 +21,7 @@ use crate::cgroups::Cgroup;
 use crate::container::{exit_code, Runtime};
 use crate::error::{Context, Error, Result};
 use crate::init::{self, MSG_ERROR, MSG_GO, MSG_READY};
-use crate::state::{self, Status};
+use crate::state::Status;
 use crate::sys;
 use crate::terminal;
 
@@ -205,12 +205,7 @@ impl Runtime {
                 None => None,
             };
             if let Some(path) = &options.pid_file {
-                let path = if path.is_absolute() {
-                    path.clone()
-                } else {
-                    std::env::current_dir().context(|| "read the working directory".to_owned())?.join(path)
-                };
-                state::write_atomic(&path, pid.to_string().as_bytes(), 0o644)?;
+                crate::container::write_pid_file(path, pid)?;
             }
             Ok(pty)
         })();
