@@ -431,10 +431,78 @@ impl Bundle {
     }
 }
 
-/// Returns the cgroup v1 directory that the runtime makes for container `id`
-/// when config.json has no `linux.cgroupsPath`.
+/// Reports whether this host has cgroup v2 alone, mounted at
+/// /sys/fs/cgroup.
+pub fn cgroup_v2_only() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Where a controller lives on this host, as the runtime picks it: a v1
+/// hierarchy of its own, else the v2 hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControllerSite {
+    V1(PathBuf),
+    V2(PathBuf),
+}
+
+impl ControllerSite {
+    pub fn dir(&self) -> &Path {
+        match self {
+            ControllerSite::V1(dir) | ControllerSite::V2(dir) => dir,
+        }
+    }
+
+    pub fn is_v2(&self) -> bool {
+        matches!(self, ControllerSite::V2(_))
+    }
+
+    /// Reads `v1_file` or `v2_file` in this directory, whichever applies,
+    /// without the trailing newline.
+    pub fn read(&self, v1_file: &str, v2_file: &str) -> String {
+        let path = self.dir().join(if self.is_v2() { v2_file } else { v1_file });
+        fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+            .trim_end()
+            .to_owned()
+    }
+}
+
+/// Returns the directory of `controller` for the cgroup at `relative`
+/// (`conman/ID` by default).
+pub fn controller_site_at(controller: &str, relative: &Path) -> ControllerSite {
+    if cgroup_v2_only() {
+        return ControllerSite::V2(Path::new("/sys/fs/cgroup").join(relative));
+    }
+    let own = Path::new("/sys/fs/cgroup").join(controller);
+    if own.is_dir() {
+        ControllerSite::V1(own.join(relative))
+    } else {
+        ControllerSite::V2(Path::new("/sys/fs/cgroup/unified").join(relative))
+    }
+}
+
+/// Returns the directory of `controller` that the runtime makes for
+/// container `id` when config.json has no `linux.cgroupsPath`.
+pub fn controller_site(controller: &str, id: &str) -> ControllerSite {
+    controller_site_at(controller, &Path::new("conman").join(id))
+}
+
+/// Returns the cgroup directory that the runtime makes for container `id`
+/// when config.json has no `linux.cgroupsPath`: the controller's v1
+/// hierarchy, or the v2 one.
 pub fn cgroup_dir(controller: &str, id: &str) -> PathBuf {
-    Path::new("/sys/fs/cgroup").join(controller).join("conman").join(id)
+    controller_site(controller, id).dir().to_owned()
+}
+
+/// Lists the host's v2 controllers that a container's cgroup can use:
+/// the unified root's `cgroup.controllers`.
+pub fn v2_controllers() -> Vec<String> {
+    let root = if cgroup_v2_only() { "/sys/fs/cgroup" } else { "/sys/fs/cgroup/unified" };
+    fs::read_to_string(Path::new(root).join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Reports whether `pid` is a live process. A zombie counts as gone: it runs
@@ -628,6 +696,10 @@ pub fn read_pty_until_closed(master: &std::os::fd::OwnedFd, timeout: Duration) -
 /// one per mounted hierarchy under /sys/fs/cgroup (`memory`, `pids`,
 /// `unified`…).
 pub fn existing_cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    if cgroup_v2_only() {
+        let dir = Path::new("/sys/fs/cgroup/conman").join(id);
+        return if dir.is_dir() { vec![dir] } else { Vec::new() };
+    }
     let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
         return Vec::new();
     };

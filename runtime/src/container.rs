@@ -32,6 +32,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// `linux.cgroupsPath` has runc's `SLICE:PREFIX:NAME` form
+    /// (`--systemd-cgroup`); see [`cgroups::systemd`].
+    pub systemd_cgroup: bool,
 }
 
 /// The runtime: a state root and the operations on containers in it.
@@ -110,7 +113,12 @@ impl Runtime {
             }
             _ => {}
         }
-        let cgroup_path = cgroups::container_path(linux.cgroups_path().as_deref(), id)?;
+        let cgroup_path = if options.systemd_cgroup {
+            let given = linux.cgroups_path().as_deref().map(|p| p.to_string_lossy().into_owned());
+            cgroups::systemd::container_path(given.as_deref().unwrap_or(""), id)?
+        } else {
+            cgroups::container_path(linux.cgroups_path().as_deref(), id)?
+        };
         // Compiled here, in the runtime, so that a bad profile fails before
         // anything is created and the init only has to load it.
         let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
@@ -367,6 +375,16 @@ impl Runtime {
         Cgroup::from_paths(&record.cgroup_paths)?.update(resources)?;
         tracing::info!(id, "container resources updated");
         Ok(())
+    }
+
+    /// Returns the cgroups of a container that has not stopped, for
+    /// `events` to read statistics and OOM kills from.
+    pub fn cgroup(&self, id: &str) -> Result<Cgroup> {
+        let (_locked, record) = self.store.open(id)?;
+        if record.live_status() == Status::Stopped {
+            return Err(Error::NotRunning(id.to_owned()));
+        }
+        Cgroup::from_paths(&record.cgroup_paths)
     }
 
     /// Lists the host pids of every process in the container's cgroup.

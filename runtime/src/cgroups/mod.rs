@@ -8,8 +8,8 @@
 //! Device rules go to the v1 devices controller when the host has one, and
 //! otherwise to an eBPF program on the v2 cgroup ([`crate::device_filter`]).
 //!
-//! TODO: the rest of `linux.resources` (hugetlb, rdma, blkio throttling,
-//! `unified`); until then those fields are rejected by [`check_resources`].
+//! [`resources`] writes the limits, field by field; [`stats`] reads the
+//! usage back for `events`, through cgroups-rs's controller types.
 
 use std::fs;
 use std::io;
@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use crate::error::{Context, Error, Result};
+
+mod resources;
+pub mod stats;
+pub mod systemd;
 use crate::sys::write_file;
 
 /// Parent of relative and default cgroup paths.
@@ -130,78 +134,35 @@ pub fn container_path(cgroups_path: Option<&Path>, id: &str) -> Result<PathBuf> 
     Ok(path.strip_prefix("/").unwrap_or(&path).to_owned())
 }
 
-fn nonempty<T>(list: &Option<Vec<T>>) -> bool {
-    list.as_ref().is_some_and(|l| !l.is_empty())
-}
-
-/// Rejects resource fields that [`Cgroup::apply`] does not write. Zero and
-/// empty values count as unset, because engines send them for every field
-/// they do not use (docker's `update --resources -` does).
+/// Checks what can be checked of `linux.resources` without a cgroup:
+/// ranges and names. Whether the host has the controllers is found out when
+/// the limits are written.
 pub fn check_resources(resources: &LinuxResources) -> Result<()> {
-    let unsupported = |field: &str| {
-        Error::InvalidConfig(format!(
-            "\"linux.resources.{field}\" is set, but this runtime does not support it yet"
-        ))
-    };
-    let nonzero = |value: Option<i64>| value.is_some_and(|v| v != 0);
-    if let Some(memory) = resources.memory() {
-        if nonzero(memory.kernel()) {
-            return Err(unsupported("memory.kernel"));
-        }
-        if nonzero(memory.kernel_tcp()) {
-            return Err(unsupported("memory.kernelTCP"));
-        }
-        if memory.use_hierarchy() == Some(false) {
-            return Err(unsupported("memory.useHierarchy=false"));
-        }
-        if memory.check_before_update() == Some(true) {
-            return Err(unsupported("memory.checkBeforeUpdate"));
+    if let Some(swappiness) = resources.memory().as_ref().and_then(|m| m.swappiness()) {
+        if swappiness > 100 {
+            return Err(Error::InvalidConfig(format!(
+                "\"linux.resources.memory.swappiness\" must be 0 to 100, got {swappiness}"
+            )));
         }
     }
-    if let Some(cpu) = resources.cpu() {
-        if nonzero(cpu.realtime_runtime()) || cpu.realtime_period().is_some_and(|p| p != 0) {
-            return Err(unsupported("cpu.realtimeRuntime/realtimePeriod"));
-        }
-        if nonzero(cpu.idle()) {
-            return Err(unsupported("cpu.idle"));
-        }
-        if cpu.burst().is_some_and(|b| b != 0) {
-            return Err(unsupported("cpu.burst"));
+    for key in resources.unified().iter().flat_map(|u| u.keys()) {
+        if key.is_empty() || key.contains('/') || key.starts_with('.') {
+            return Err(Error::InvalidConfig(format!(
+                "\"linux.resources.unified\" key \"{key}\" is not the name of a cgroup file"
+            )));
         }
     }
-    if let Some(block_io) = resources.block_io() {
-        if block_io.leaf_weight().is_some_and(|w| w != 0) {
-            return Err(unsupported("blockIO.leafWeight"));
+    for hugepage in resources.hugepage_limits().iter().flatten() {
+        let size = hugepage.page_size();
+        let valid = size.len() > 2
+            && size.ends_with('B')
+            && size[..size.len() - 2].bytes().all(|b| b.is_ascii_digit())
+            && matches!(&size[size.len() - 2..], "KB" | "MB" | "GB");
+        if !valid {
+            return Err(Error::InvalidConfig(format!(
+                "\"linux.resources.hugepageLimits\" page size \"{size}\" is not of the form 2MB, 1GB or 64KB"
+            )));
         }
-        if nonempty(block_io.weight_device()) {
-            return Err(unsupported("blockIO.weightDevice"));
-        }
-        if nonempty(block_io.throttle_read_bps_device()) {
-            return Err(unsupported("blockIO.throttleReadBpsDevice"));
-        }
-        if nonempty(block_io.throttle_write_bps_device()) {
-            return Err(unsupported("blockIO.throttleWriteBpsDevice"));
-        }
-        if nonempty(block_io.throttle_read_iops_device()) {
-            return Err(unsupported("blockIO.throttleReadIOPSDevice"));
-        }
-        if nonempty(block_io.throttle_write_iops_device()) {
-            return Err(unsupported("blockIO.throttleWriteIOPSDevice"));
-        }
-    }
-    if nonempty(resources.hugepage_limits()) {
-        return Err(unsupported("hugepageLimits"));
-    }
-    if let Some(network) = resources.network() {
-        if network.class_id().is_some_and(|c| c != 0) || nonempty(network.priorities()) {
-            return Err(unsupported("network"));
-        }
-    }
-    if resources.rdma().as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(unsupported("rdma"));
-    }
-    if resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
-        return Err(unsupported("unified"));
     }
     Ok(())
 }
@@ -220,6 +181,9 @@ impl Cgroup {
         let result = (|| {
             for hierarchy in hierarchies()? {
                 let path = hierarchy.mount_point.join(relative);
+                if hierarchy.unified {
+                    enable_controllers(&hierarchy.mount_point, relative)?;
+                }
                 if hierarchy.has("cpuset") {
                     create_cpuset_dirs(&hierarchy.mount_point, relative)?;
                 } else {
@@ -242,9 +206,8 @@ impl Cgroup {
     /// Writes the supported resource limits and the device rules.
     pub fn apply(&self, resources: Option<&LinuxResources>) -> Result<()> {
         let v1_devices = self.find("devices").is_some();
-        let pure_v2 = self.dirs.iter().all(|(h, _)| h.unified);
         if let Some(resources) = resources {
-            self.apply_resources(resources, pure_v2)?;
+            resources::apply(self, resources, resources::Phase::Create)?;
         }
         let rules = resources.and_then(|r| r.devices().as_ref());
         if v1_devices {
@@ -283,127 +246,10 @@ impl Cgroup {
         self.dirs.iter().find(|(h, _)| h.unified).map(|(_, p)| p.clone())
     }
 
-    fn write(&self, controller: &str, v1_file: &str, v2_file: &str, value: String) -> Result<()> {
-        if let Some(dir) = self.find(controller) {
-            return write_file(dir.join(v1_file), value.as_bytes());
-        }
-        if let Some(dir) = self.unified().filter(|_| !v2_file.is_empty()) {
-            let file = dir.join(v2_file);
-            if file.exists() {
-                return write_file(file, value.as_bytes());
-            }
-        }
-        Err(Error::InvalidConfig(format!(
-            "the {controller} cgroup controller is not available on this host (needed for \"{v1_file}\" / \"{v2_file}\")"
-        )))
-    }
-
-    fn apply_resources(&self, resources: &LinuxResources, pure_v2: bool) -> Result<()> {
-        let v2 = pure_v2 || self.find("memory").is_none();
-        if let Some(memory) = resources.memory() {
-            if let Some(reservation) = memory.reservation() {
-                self.write("memory", "memory.soft_limit_in_bytes", "memory.low", limit_value(reservation, v2))?;
-            }
-            if let Some(limit) = memory.limit() {
-                let written = self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2));
-                // v1 keeps the memory limit at or below memory+swap: when
-                // both grow, memory+swap must be raised first.
-                match (written, memory.swap()) {
-                    (Ok(()), _) => {}
-                    (Err(err), Some(swap)) if !v2 && err.raw_os_error() == Some(libc::EINVAL) => {
-                        self.write("memory", "memory.memsw.limit_in_bytes", "", limit_value(swap, v2))?;
-                        self.write("memory", "memory.limit_in_bytes", "memory.max", limit_value(limit, v2))?;
-                    }
-                    (Err(err), _) => return Err(err),
-                }
-            }
-            if let Some(swappiness) = memory.swappiness() {
-                if swappiness > 100 {
-                    return Err(Error::InvalidConfig(format!(
-                        "\"linux.resources.memory.swappiness\" must be 0 to 100, got {swappiness}"
-                    )));
-                }
-                if v2 {
-                    return Err(Error::InvalidConfig(
-                        "\"linux.resources.memory.swappiness\" has no cgroup v2 equivalent".into(),
-                    ));
-                }
-                self.write("memory", "memory.swappiness", "", swappiness.to_string())?;
-            }
-            if memory.disable_oom_killer() == Some(true) {
-                if v2 {
-                    return Err(Error::InvalidConfig(
-                        "\"linux.resources.memory.disableOOMKiller\" has no cgroup v2 equivalent".into(),
-                    ));
-                }
-                self.write("memory", "memory.oom_control", "", "1".into())?;
-            }
-            if let Some(swap) = memory.swap() {
-                // v1 takes memory+swap; v2 takes swap alone.
-                let value = if v2 && swap > 0 {
-                    (swap - memory.limit().unwrap_or(0)).max(0).to_string()
-                } else {
-                    limit_value(swap, v2)
-                };
-                self.write("memory", "memory.memsw.limit_in_bytes", "memory.swap.max", value)?;
-            }
-        }
-        if let Some(weight) = resources.block_io().as_ref().and_then(|b| b.weight()).filter(|&w| w != 0) {
-            if v2 {
-                // blkio weight [10, 1000] onto io.bfq.weight [1, 10000].
-                let converted = 1 + (u32::from(weight.clamp(10, 1000)) - 10) * 9999 / 990;
-                self.write("blkio", "blkio.weight", "io.bfq.weight", converted.to_string())?;
-            } else {
-                self.write("blkio", "blkio.weight", "io.bfq.weight", weight.to_string())?;
-            }
-        }
-        if let Some(pids) = resources.pids() {
-            let value = if pids.limit() > 0 { pids.limit().to_string() } else { "max".into() };
-            self.write("pids", "pids.max", "pids.max", value)?;
-        }
-        if let Some(cpu) = resources.cpu() {
-            if let Some(shares) = cpu.shares().filter(|&s| s > 0) {
-                let value = if v2 {
-                    // cgroup v2 weight from v1 shares, as the kernel
-                    // documentation's conversion: [2, 262144] onto [1, 10000].
-                    (1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142).to_string()
-                } else {
-                    shares.to_string()
-                };
-                self.write("cpu", "cpu.shares", "cpu.weight", value)?;
-            }
-            if v2 {
-                if cpu.quota().is_some() || cpu.period().is_some() {
-                    let quota = match cpu.quota() {
-                        Some(q) if q > 0 => q.to_string(),
-                        _ => "max".into(),
-                    };
-                    let period = cpu.period().unwrap_or(100_000);
-                    self.write("cpu", "cpu.cfs_quota_us", "cpu.max", format!("{quota} {period}"))?;
-                }
-            } else {
-                if let Some(period) = cpu.period().filter(|&p| p > 0) {
-                    self.write("cpu", "cpu.cfs_period_us", "cpu.max", period.to_string())?;
-                }
-                if let Some(quota) = cpu.quota().filter(|&q| q != 0) {
-                    self.write("cpu", "cpu.cfs_quota_us", "cpu.max", quota.to_string())?;
-                }
-            }
-            if let Some(cpus) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
-                self.write("cpuset", "cpuset.cpus", "cpuset.cpus", cpus.to_owned())?;
-            }
-            if let Some(mems) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
-                self.write("cpuset", "cpuset.mems", "cpuset.mems", mems.to_owned())?;
-            }
-        }
-        Ok(())
-    }
-
     /// Changes the limits of a live container.
     pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         check_resources(resources)?;
-        let pure_v2 = self.dirs.iter().all(|(h, _)| h.unified);
-        self.apply_resources(resources, pure_v2)
+        resources::apply(self, resources, resources::Phase::Update)
     }
 
     /// Freezes (`true`) or thaws every process of the container, and waits
@@ -514,14 +360,6 @@ const DEFAULT_ALLOWED_DEVICES: &[&str] = &[
     "c 136:* rwm",
 ];
 
-fn limit_value(value: i64, v2: bool) -> String {
-    if value < 0 && v2 {
-        "max".into()
-    } else {
-        value.to_string()
-    }
-}
-
 fn device_rule(rule: &LinuxDeviceCgroup) -> String {
     let kind = match rule.typ() {
         Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => "c",
@@ -535,6 +373,40 @@ fn device_rule(rule: &LinuxDeviceCgroup) -> String {
         return format!("a *:* {access}");
     }
     format!("{kind} {}:{} {access}", number(rule.major()), number(rule.minor()))
+}
+
+/// Creates the v2 cgroups above `relative` and enables in each of them
+/// every controller it has, so that the container's own cgroup gets all the
+/// controllers the host offers. A controller that cannot be enabled (one
+/// bound to a v1 hierarchy, or one refused because a cgroup on the way has
+/// processes of its own) is left out here; a limit that needs it fails
+/// later with the field's name.
+fn enable_controllers(mount_point: &Path, relative: &Path) -> Result<()> {
+    let mut current = mount_point.to_owned();
+    let mut ancestors = vec![current.clone()];
+    let depth = relative.components().count();
+    for component in relative.components().take(depth.saturating_sub(1)) {
+        current.push(component);
+        ancestors.push(current.clone());
+    }
+    for dir in ancestors {
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(Error::io(format!("create cgroup {}", dir.display()), err)),
+        }
+        let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        for controller in available.split_whitespace() {
+            if enabled.split_whitespace().any(|c| c == controller) {
+                continue;
+            }
+            if let Err(err) = fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}")) {
+                tracing::debug!(cgroup = %dir.display(), controller, error = %err, "cannot enable controller");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates the cpuset directories down to `relative`, copying `cpuset.cpus`
