@@ -1,7 +1,7 @@
 //! `linux.resources` field by field, checked from outside (the cgroup file
-//! the runtime wrote) and, where the container can see it, from inside;
-//! OOM kills and `events`; the cgroup path forms; and processes left in the
-//! cgroup after the init exits. Each check reads the v1 or the v2 file,
+//! the runtime wrote) and, where the container can read it, from inside.
+//! Also OOM kills and `events`, the cgroup path forms, and processes left
+//! in the cgroup after the init exits. Each check reads the v1 or the v2 file,
 //! whichever the host has, so the same tests run in the cgroup v2 guest.
 
 use std::fs;
@@ -39,7 +39,7 @@ fn run_detached(rt: &Runtime, bundle: &Bundle, id: &str) -> i32 {
     read_pid_file(&pid_file)
 }
 
-/// The `major:minor` of a block device on this host, if it has one.
+/// Returns the `major:minor` of a block device on this host, if it has one.
 fn block_device() -> Option<(u64, u64)> {
     let mut names: Vec<_> = fs::read_dir("/sys/block").ok()?.flatten().map(|e| e.file_name()).collect();
     names.sort();
@@ -75,8 +75,9 @@ fn cpuset_pins_the_process() {
     assert_eq!(status.split_whitespace().last(), Some(cpu.as_str()), "inside: {status}");
 }
 
-/// Copies the CPU limit files that the container sees in its own cgroup
-/// (v1 with a cgroup namespace: /sys/fs/cgroup/cpu,cpuacct/…; v2: cpu.max).
+/// Copies the CPU quota file of the container's own cgroup to /out: with
+/// a cgroup namespace, /sys/fs/cgroup/cpu/cpu.cfs_quota_us on v1 and
+/// /sys/fs/cgroup/cpu.max on v2.
 const SHOW_CPU_LIMITS: &str = "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null > /out/quota";
 
 #[test]
@@ -157,9 +158,9 @@ fn block_io_throttle_unknown_device() {
     assert!(!rt.container_dir(&id).exists(), "state left behind");
 }
 
-/// The hugetlb controller sits on v1 or v2 depending on the host (this
-/// development machine has it on v2 only); wherever it is, the limit lands
-/// in the file of that version.
+/// The hugetlb controller is on v1 or v2 depending on the host, and the
+/// development VM has it on v2 only. Wherever it is, the limit must be in
+/// the file of that version.
 #[test]
 fn hugepage_limit() {
     let rt = Runtime::new();
@@ -339,7 +340,7 @@ fn update_check_before_update() {
     assert_eq!(rt.status(&id), "running");
 }
 
-/// The roots of every cgroup hierarchy on this host.
+/// Lists the roots of every cgroup hierarchy on this host.
 fn hierarchy_roots() -> Vec<PathBuf> {
     if cgroup_v2_only() {
         return vec![PathBuf::from("/sys/fs/cgroup")];
@@ -446,7 +447,7 @@ fn delete_kills_processes_left_after_init_exit() {
     assert!(existing_cgroup_dirs(&id).is_empty(), "cgroups left after delete");
 }
 
-/// With a cgroup namespace, the container sees its own cgroup as the root.
+/// With a cgroup namespace, the container reads its own cgroup as the root.
 #[test]
 fn cgroup_namespace_shows_own_root() {
     let rt = Runtime::new();

@@ -1,6 +1,6 @@
 //! Writes `linux.resources` into the container's cgroup files.
 //!
-//! Each field goes to the hierarchy that holds its controller: a v1
+//! Each field goes to the hierarchy that contains its controller: a v1
 //! hierarchy when one has the controller mounted, otherwise the v2
 //! hierarchy when the controller is enabled for the container's cgroup
 //! there. A hybrid host can have both kinds, one controller each (this
@@ -19,7 +19,8 @@ use oci_spec::runtime::{
 use super::Cgroup;
 use crate::error::{Error, Result};
 
-/// Where a controller's files are for one container.
+/// The directory of one controller's files for one container, and its
+/// cgroup version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Site<'a> {
     V1(&'a Path),
@@ -38,7 +39,7 @@ impl<'a> Site<'a> {
     }
 }
 
-/// The name a v1 controller has on cgroup v2, where it has one.
+/// Returns the cgroup v2 name of a v1 controller, if v2 has it.
 fn v2_name(controller: &str) -> Option<&str> {
     match controller {
         "blkio" => Some("io"),
@@ -48,7 +49,7 @@ fn v2_name(controller: &str) -> Option<&str> {
 }
 
 impl Cgroup {
-    /// Finds the directory that holds `controller`'s files for this
+    /// Finds the directory that contains `controller`'s files for this
     /// container.
     pub(crate) fn site(&self, controller: &str) -> Option<Site<'_>> {
         if let Some((_, dir)) = self.dirs.iter().find(|(h, _)| h.has(controller)) {
@@ -102,7 +103,8 @@ fn limit(value: i64, v2: bool) -> String {
     }
 }
 
-/// Whether an update is to refuse a memory limit below the current usage.
+/// The operation that writes the limits: an update also checks
+/// `memory.checkBeforeUpdate` against the current usage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Phase {
     Create,
@@ -154,7 +156,7 @@ pub(crate) fn apply(cgroup: &Cgroup, resources: &LinuxResources, phase: Phase) -
 
 fn apply_memory(cgroup: &Cgroup, memory: &LinuxMemory, phase: Phase) -> Result<()> {
     let nonzero = |value: Option<i64>| value.filter(|&v| v != 0);
-    let wanted = [
+    let requested = [
         memory.limit(),
         memory.reservation(),
         memory.swap(),
@@ -162,7 +164,7 @@ fn apply_memory(cgroup: &Cgroup, memory: &LinuxMemory, phase: Phase) -> Result<(
         nonzero(memory.kernel_tcp()),
         memory.swappiness().map(|s| s as i64),
     ];
-    let anything = wanted.iter().any(Option::is_some)
+    let anything = requested.iter().any(Option::is_some)
         || memory.disable_oom_killer() == Some(true)
         || memory.use_hierarchy() == Some(false);
     if !anything {
@@ -196,8 +198,8 @@ fn apply_memory(cgroup: &Cgroup, memory: &LinuxMemory, phase: Phase) -> Result<(
             set("memory.limit", dir, "memory.max", limit(value, true))?;
         }
         if let Some(swap) = memory.swap() {
-            // OCI's swap is memory plus swap; v2's memory.swap.max is swap
-            // alone.
+            // OCI's swap is memory plus swap, while v2's memory.swap.max is
+            // swap alone.
             let value = match memory.limit() {
                 _ if swap < 0 => "max".to_owned(),
                 Some(memory_limit) if memory_limit > 0 => (swap - memory_limit).max(0).to_string(),
@@ -384,8 +386,8 @@ fn apply_block_io(cgroup: &Cgroup, block_io: &LinuxBlockIo) -> Result<()> {
     let dir = site.dir();
 
     if site.is_v2() {
-        // BFQ's io.bfq.weight takes the v1 range as it is; the generic
-        // io.weight has its own.
+        // BFQ's io.bfq.weight takes the v1 range as it is, but the generic
+        // io.weight has a range of its own.
         let bfq = dir.join("io.bfq.weight").exists();
         let weight_file = |field: &str| -> Result<&'static str> {
             if bfq {
@@ -465,7 +467,8 @@ fn apply_block_io(cgroup: &Cgroup, block_io: &LinuxBlockIo) -> Result<()> {
     Ok(())
 }
 
-/// Lists the huge page sizes the controller in `dir` knows (`2MB`, `1GB`).
+/// Lists the huge page sizes that the controller in `dir` has files for
+/// (`2MB`, `1GB`).
 pub(crate) fn hugepage_sizes(dir: &Path) -> Vec<String> {
     let mut sizes: Vec<String> = fs::read_dir(dir)
         .into_iter()

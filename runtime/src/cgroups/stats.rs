@@ -79,8 +79,17 @@ pub struct Throttling {
 pub struct CpuSet {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpus: Vec<u16>,
+    pub cpu_exclusive: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mems: Vec<u16>,
+    pub mem_hardwall: u64,
+    pub mem_exclusive: u64,
+    pub memory_migrate: u64,
+    pub memory_spread_page: u64,
+    pub memory_spread_slab: u64,
+    pub memory_pressure: u64,
+    pub sched_load_balance: u64,
+    pub sched_relax_domain_level: i64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -243,6 +252,22 @@ impl Cgroup {
             stats.cpuset.mems = cpu_list(&fs::read_to_string(site.dir().join("cpuset.mems.effective"))
                 .or_else(|_| fs::read_to_string(site.dir().join("cpuset.effective_mems")))
                 .unwrap_or_default());
+            if !site.is_v2() {
+                let flag = |name: &str| read_u64(&site.dir().join(format!("cpuset.{name}"))).unwrap_or(0);
+                let cpuset = &mut stats.cpuset;
+                cpuset.cpu_exclusive = flag("cpu_exclusive");
+                cpuset.mem_hardwall = flag("mem_hardwall");
+                cpuset.mem_exclusive = flag("mem_exclusive");
+                cpuset.memory_migrate = flag("memory_migrate");
+                cpuset.memory_spread_page = flag("memory_spread_page");
+                cpuset.memory_spread_slab = flag("memory_spread_slab");
+                cpuset.memory_pressure = flag("memory_pressure");
+                cpuset.sched_load_balance = flag("sched_load_balance");
+                cpuset.sched_relax_domain_level = fs::read_to_string(site.dir().join("cpuset.sched_relax_domain_level"))
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(0);
+            }
         }
         if let Some(site) = self.site("blkio") {
             let blkio = BlkIoController::new(site.dir().to_owned(), site.is_v2()).blkio();

@@ -8,7 +8,7 @@
 //! scope (`system.slice:docker:abc` becomes `/system.slice/docker-abc.scope`,
 //! and the slice `a-b.slice` nests as `/a.slice/a-b.slice`). On a host where
 //! systemd runs, systemd does not know such a scope and may move or remove
-//! it; on a host without systemd the layout is all that matters.
+//! it. On a host without systemd, the layout is all that matters.
 
 use std::path::PathBuf;
 
@@ -46,7 +46,7 @@ pub fn container_path(cgroups_path: &str, id: &str) -> Result<PathBuf> {
         }
     }
     if name.ends_with(".slice") {
-        // The container is a slice of its own, placed where its name says.
+        // The container is a slice of its own, at the place its name gives.
         return expand_slice(name, cgroups_path);
     }
     let unit = if prefix.is_empty() {
