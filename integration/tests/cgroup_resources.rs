@@ -464,3 +464,85 @@ fn cgroup_namespace_shows_own_root() {
         assert!(line.ends_with(":/"), "a cgroup path that is not the namespace root: {line}");
     }
 }
+
+/// The memory and cpu fields without a test of their own, each set alone
+/// on a new container: on v1 the file must hold the value, on v2 the field
+/// is either written to its v2 file or rejected by name.
+#[test]
+fn single_fields_table() {
+    struct Case {
+        resource: &'static str,
+        value: Value,
+        field: &'static str,
+        v1: Option<(&'static str, &'static str)>,
+        v2: Option<(&'static str, &'static str)>,
+    }
+    let cases = [
+        Case {
+            resource: "memory",
+            value: json!({ "reservation": 33554432 }),
+            field: "memory.reservation",
+            v1: Some(("memory.soft_limit_in_bytes", "33554432")),
+            v2: Some(("memory.low", "33554432")),
+        },
+        Case {
+            resource: "memory",
+            value: json!({ "kernelTCP": 16777216 }),
+            field: "memory.kernelTCP",
+            v1: Some(("memory.kmem.tcp.limit_in_bytes", "16777216")),
+            v2: None,
+        },
+        Case {
+            resource: "memory",
+            value: json!({ "swappiness": 10 }),
+            field: "memory.swappiness",
+            v1: Some(("memory.swappiness", "10")),
+            v2: None,
+        },
+        Case {
+            resource: "memory",
+            value: json!({ "disableOOMKiller": true }),
+            field: "memory.disableOOMKiller",
+            v1: Some(("memory.oom_control", "oom_kill_disable 1")),
+            v2: None,
+        },
+        Case {
+            resource: "memory",
+            value: json!({ "limit": 33554432, "useHierarchy": true }),
+            field: "memory.useHierarchy",
+            v1: Some(("memory.use_hierarchy", "1")),
+            v2: Some(("memory.max", "33554432")),
+        },
+        Case {
+            resource: "cpu",
+            value: json!({ "idle": 1 }),
+            field: "cpu.idle",
+            v1: Some(("cpu.idle", "1")),
+            v2: Some(("cpu.idle", "1")),
+        },
+    ];
+    for case in cases {
+        let rt = Runtime::new();
+        let mut bundle = Bundle::with_args(&rt, &["true"]);
+        bundle.edit(|config| config["linux"]["resources"][case.resource] = case.value.clone());
+        let id = rt.id("field");
+        let controller = if case.resource == "cpu" { "cpu" } else { "memory" };
+        let site = controller_site(controller, &id);
+        let expected = if site.is_v2() { case.v2 } else { case.v1 };
+
+        let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+        match expected {
+            Some((file, value)) => {
+                assert_eq!(out.code, 0, "{}: {out}", case.field);
+                let text = fs::read_to_string(site.dir().join(file)).unwrap_or_else(|err| panic!("read {file}: {err}"));
+                assert!(text.lines().any(|line| line.trim() == value), "{}: {file} is {text:?}, expected a line {value:?}", case.field);
+            }
+            None => {
+                assert_ne!(out.code, 0, "{}: {out}", case.field);
+                assert!(out.stderr.contains(case.field), "{}: the message does not name the field: {out}", case.field);
+                assert!(existing_cgroup_dirs(&id).is_empty(), "{}: cgroups left behind", case.field);
+            }
+        }
+    }
+}
