@@ -208,12 +208,20 @@ impl Runtime {
                 created: String::new(),
                 owner: String::new(),
             };
-            wait_ready(&parent_sync, pid, || {
-                hooks::run_all(&spec, hooks::Kind::Prestart, &hook_state)?;
-                hooks::run_all(&spec, hooks::Kind::CreateRuntime, &hook_state)?;
-                nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the init".to_owned())?;
-                Ok(())
-            })?;
+            wait_ready(
+                &parent_sync,
+                pid,
+                || {
+                    hooks::run_all(&spec, hooks::Kind::Prestart, &hook_state)?;
+                    hooks::run_all(&spec, hooks::Kind::CreateRuntime, &hook_state)?;
+                    nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the init".to_owned())?;
+                    Ok(())
+                },
+                |listener| match seccomp.as_ref().and_then(|f| f.listener.as_ref()) {
+                    Some(agent) => crate::seccomp::notify::forward(agent, &listener, pid, &hook_state),
+                    None => Err(Error::Init("the init sent a seccomp listener, but the filter has no listenerPath".into())),
+                },
+            )?;
 
             let pty = match &pty_receiver {
                 Some(receiver) if terminal => Some(crate::terminal::recv_fd(receiver.as_raw_fd())?),
@@ -545,19 +553,23 @@ fn clone_process(flags: libc::c_int) -> io::Result<i32> {
 
 /// Waits for the init's "ready" or error message, running `run_hooks` when
 /// the init requests the runtime's hooks.
-fn wait_ready(sync: &OwnedFd, pid: i32, mut run_hooks: impl FnMut() -> Result<()>) -> Result<()> {
+fn wait_ready(
+    sync: &OwnedFd,
+    pid: i32,
+    mut run_hooks: impl FnMut() -> Result<()>,
+    mut on_listener: impl FnMut(OwnedFd) -> Result<()>,
+) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let n = loop {
-        match nix::unistd::read(sync.as_raw_fd(), &mut buf) {
-            Ok(1) if buf[0] == MSG_HOOKS => run_hooks()?,
-            Ok(n) => break n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(Error::errno("read from the init", errno)),
+        match crate::seccomp::notify::recv_message(sync, &mut buf)? {
+            (1, None) if buf[0] == MSG_HOOKS => run_hooks()?,
+            (1, Some(listener)) if buf[0] == crate::seccomp::notify::MSG_SECCOMP => on_listener(listener)?,
+            (n, _) => break n,
         }
     };
     match buf.first() {
         Some(&MSG_READY) if n == 1 => Ok(()),
-        Some(&MSG_ERROR) => Err(Error::Init(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+        Some(&MSG_ERROR) if n > 0 => Err(Error::Init(String::from_utf8_lossy(&buf[1..n]).into_owned())),
         _ => {
             let mut status = 0;
             // SAFETY: waitpid on our own child.

@@ -141,6 +141,7 @@ impl Runtime {
             .and_then(|l| l.seccomp().as_ref())
             .map(crate::seccomp::compile)
             .transpose()?;
+        let agent_state = record.oci_state();
         let pid_ns = open_namespaces(record.pid, "pid")?;
         let mut joins = Vec::new();
         for &(name, flag) in JOIN_ORDER {
@@ -198,7 +199,10 @@ impl Runtime {
             cgroup.join(pid)?;
             nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the exec process".to_owned())?;
             if !paused {
-                wait_exec_ready(&parent_sync)?;
+                wait_exec_ready(&parent_sync, |listener| match seccomp.as_ref().and_then(|f| f.listener.as_ref()) {
+                    Some(agent) => crate::seccomp::notify::forward(agent, &listener, pid, &agent_state),
+                    None => Err(Error::Exec("the exec process sent a seccomp listener, but the filter has no listenerPath".into())),
+                })?;
             }
             let pty = match &pty_receiver {
                 Some(receiver) => Some(terminal::recv_fd(receiver.as_raw_fd())?),
@@ -232,20 +236,17 @@ impl Runtime {
 /// Waits for "ready", then for the sync socket to close: it is
 /// close-on-exec, so end-of-file means that execve succeeded, and a message
 /// means that it failed.
-fn wait_exec_ready(sync: &OwnedFd) -> Result<()> {
+fn wait_exec_ready(sync: &OwnedFd, mut on_listener: impl FnMut(OwnedFd) -> Result<()>) -> Result<()> {
     let mut buf = vec![0u8; 65536];
     let mut ready = false;
     loop {
-        let n = match nix::unistd::read(sync.as_raw_fd(), &mut buf) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(errno) => return Err(Error::errno("read from the exec process", errno)),
-        };
-        match buf.first() {
+        let (n, fd) = crate::seccomp::notify::recv_message(sync, &mut buf)?;
+        match (buf.first(), fd) {
             _ if n == 0 && ready => return Ok(()),
             _ if n == 0 => return Err(Error::Exec("the exec process exited during set-up".into())),
-            Some(&MSG_READY) => ready = true,
-            Some(&MSG_ERROR) => return Err(Error::Exec(String::from_utf8_lossy(&buf[1..n]).into_owned())),
+            (Some(&crate::seccomp::notify::MSG_SECCOMP), Some(listener)) if n == 1 => on_listener(listener)?,
+            (Some(&MSG_READY), _) => ready = true,
+            (Some(&MSG_ERROR), _) => return Err(Error::Exec(String::from_utf8_lossy(&buf[1..n]).into_owned())),
             _ => return Err(Error::Exec("unexpected message from the exec process".into())),
         }
     }
@@ -296,7 +297,9 @@ fn child(
         if let Some(score) = process.oom_score_adj() {
             sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
         }
-        let exec = crate::process::prepare(process, seccomp)?;
+        let exec = crate::process::prepare(process, seccomp, &mut |listener| {
+            crate::seccomp::notify::send_listener(&sync, &listener)
+        })?;
         init::prepare_descriptors(preserve_fds)?;
         Ok(exec)
     })();

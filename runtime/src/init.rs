@@ -172,7 +172,9 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;
     }
-    let exec = process::prepare(process, args.seccomp)?;
+    let exec = process::prepare(process, args.seccomp, &mut |listener| {
+        crate::seccomp::notify::send_listener(sync, &listener)
+    })?;
 
     prepare_descriptors(args.preserve_fds)?;
     nix::sys::prctl::set_pdeathsig(None).context(|| "clear parent death signal".to_owned())?;

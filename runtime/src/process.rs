@@ -3,6 +3,7 @@
 //! executable's path.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -295,11 +296,19 @@ mod tests {
 /// The seccomp filter is loaded last when no_new_privs is set, so that it
 /// governs as little of the set-up as possible. Without no_new_privs, only a
 /// process with CAP_SYS_ADMIN may load a filter, so it is loaded first,
-/// before capabilities are dropped.
-pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<ExecArgs> {
+/// before capabilities are dropped. A filter with SCMP_ACT_NOTIFY rules
+/// yields a listener fd, which goes to `on_listener` at once, before any
+/// other syscall that the filter could hold up.
+pub fn prepare(
+    process: &Process,
+    seccomp: Option<&crate::seccomp::Filter>,
+    on_listener: &mut dyn FnMut(OwnedFd) -> Result<()>,
+) -> Result<ExecArgs> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let Some(filter) = seccomp.filter(|_| !no_new_privs) {
-        crate::seccomp::load(filter)?;
+        if let Some(listener) = crate::seccomp::load(filter)? {
+            on_listener(listener)?;
+        }
     }
     if let Some(rlimits) = process.rlimits() {
         apply_rlimits(rlimits)?;
@@ -334,7 +343,9 @@ pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
     let executable = find_executable(arg0, &env, cwd)?;
     let exec = ExecArgs::new(&executable, &argv, &env)?;
     if let Some(filter) = seccomp.filter(|_| no_new_privs) {
-        crate::seccomp::load(filter)?;
+        if let Some(listener) = crate::seccomp::load(filter)? {
+            on_listener(listener)?;
+        }
     }
     Ok(exec)
 }

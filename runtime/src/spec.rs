@@ -185,11 +185,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         .linux()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("\"linux\" is missing".into()))?;
-    if let Some(seccomp) = linux.seccomp() {
-        if seccomp.listener_path().is_some() {
-            return Err(unsupported("linux.seccomp.listenerPath"));
-        }
-    }
     if linux.mount_label().as_deref().is_some_and(|l| !l.is_empty()) {
         return Err(unsupported("linux.mountLabel"));
     }

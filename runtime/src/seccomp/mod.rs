@@ -22,6 +22,7 @@
 //! conditional offset is 0 or 1 and long distances use `ja`'s 32-bit
 //! offset: the program stays valid whatever its length.
 
+pub mod notify;
 mod x86_64;
 
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator};
@@ -36,6 +37,7 @@ const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 const SECCOMP_RET_KILL_THREAD: u32 = 0x0000_0000;
 const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_USER_NOTIF: u32 = 0x7fc0_0000;
 const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
 const SECCOMP_RET_LOG: u32 = 0x7ffc_0000;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
@@ -59,11 +61,17 @@ const fn data_arg_low(index: u32) -> u32 {
 /// The kernel's limit on the length of a classic BPF program.
 const BPF_MAXINSNS: usize = 4096;
 
+/// seccomp(2) flag that makes the kernel return a user notification fd.
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
+
 /// A compiled filter, ready to load in the container's init.
 #[derive(Clone, Debug)]
 pub struct Filter {
     pub program: Vec<sock_filter>,
     pub flags: u32,
+    /// Where the listener fd goes when a rule uses SCMP_ACT_NOTIFY
+    /// (`linux.seccomp.listenerPath`), with `listenerMetadata`.
+    pub listener: Option<notify::Listener>,
 }
 
 /// Returns the x86_64 number of a syscall name.
@@ -71,8 +79,8 @@ pub fn syscall_number(name: &str) -> Option<u32> {
     x86_64::SYSCALLS.iter().find(|(n, _)| *n == name).map(|&(_, nr)| nr)
 }
 
-fn action_value(action: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32> {
-    Ok(match action {
+fn action_value(action: LinuxSeccompAction, errno: Option<u32>) -> u32 {
+    match action {
         LinuxSeccompAction::ScmpActAllow => SECCOMP_RET_ALLOW,
         LinuxSeccompAction::ScmpActErrno => SECCOMP_RET_ERRNO | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
         LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => SECCOMP_RET_KILL_THREAD,
@@ -80,12 +88,8 @@ fn action_value(action: LinuxSeccompAction, errno: Option<u32>, field: &str) -> 
         LinuxSeccompAction::ScmpActTrap => SECCOMP_RET_TRAP,
         LinuxSeccompAction::ScmpActTrace => SECCOMP_RET_TRACE | (errno.unwrap_or(0) & 0xffff),
         LinuxSeccompAction::ScmpActLog => SECCOMP_RET_LOG,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(Error::InvalidConfig(format!(
-                "\"{field}\" is SCMP_ACT_NOTIFY, which this runtime does not support yet"
-            )))
-        }
-    })
+        LinuxSeccompAction::ScmpActNotify => SECCOMP_RET_USER_NOTIF,
+    }
 }
 
 /// Instructions with symbolic jump targets, resolved by [`Assembler::finish`].
@@ -234,7 +238,12 @@ fn emit_condition(asm: &mut Assembler, arg: &LinuxSeccompArg, fail: usize) -> Re
 
 /// Compiles `linux.seccomp` into a BPF program for x86_64.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
-    let default_action = action_value(seccomp.default_action(), seccomp.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    if seccomp.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(Error::InvalidConfig(
+            "\"linux.seccomp.defaultAction\" cannot be SCMP_ACT_NOTIFY: every syscall of the runtime's own set-up would wait for the agent".into(),
+        ));
+    }
+    let default_action = action_value(seccomp.default_action(), seccomp.default_errno_ret());
     let default_allows = matches!(default_action, SECCOMP_RET_ALLOW | SECCOMP_RET_LOG);
 
     for arch in seccomp.architectures().iter().flatten() {
@@ -265,9 +274,20 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
     asm.jump_if_ge(X32_SYSCALL_BIT, foreign);
 
     let mut max_named = 0u32;
+    let mut notify = false;
     for (rule_index, rule) in seccomp.syscalls().iter().flatten().enumerate() {
-        let field = format!("linux.seccomp.syscalls[{rule_index}].action");
-        let action = action_value(rule.action(), rule.errno_ret(), &field)?;
+        let action = action_value(rule.action(), rule.errno_ret());
+        if action == SECCOMP_RET_USER_NOTIF {
+            notify = true;
+            // The runtime hands the listener over with sendmsg right after
+            // loading the filter: a notified sendmsg would wait for an
+            // agent that has no listener yet.
+            if rule.names().iter().any(|name| name == "sendmsg") {
+                return Err(Error::InvalidConfig(format!(
+                    "\"linux.seccomp.syscalls[{rule_index}]\" uses SCMP_ACT_NOTIFY for sendmsg, which the runtime needs to pass the listener to the agent"
+                )));
+            }
+        }
         let args = rule.args().clone().unwrap_or_default();
         for name in rule.names() {
             let Some(nr) = syscall_number(name) else {
@@ -303,15 +323,38 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
     asm.bind(foreign);
     asm.ret(if default_allows { SECCOMP_RET_KILL_PROCESS } else { default_action });
 
+    let listener = if notify {
+        let path = seccomp.listener_path().clone().ok_or_else(|| {
+            Error::InvalidConfig(
+                "\"linux.seccomp.listenerPath\" is required because a rule uses SCMP_ACT_NOTIFY".into(),
+            )
+        })?;
+        if !path.is_absolute() {
+            return Err(Error::InvalidConfig(format!(
+                "\"linux.seccomp.listenerPath\" \"{}\" must be an absolute path",
+                path.display()
+            )));
+        }
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        Some(notify::Listener {
+            path,
+            metadata: seccomp.listener_metadata().clone().unwrap_or_default(),
+        })
+    } else {
+        None
+    };
+
     Ok(Filter {
         program: asm.finish()?,
         flags,
+        listener,
     })
 }
 
-/// Loads `filter` into the calling thread. Without no_new_privs the caller
-/// needs CAP_SYS_ADMIN.
-pub fn load(filter: &Filter) -> Result<()> {
+/// Loads `filter` into the calling thread, and returns the user notification
+/// fd when the filter has SCMP_ACT_NOTIFY rules. Without no_new_privs the
+/// caller needs CAP_SYS_ADMIN.
+pub fn load(filter: &Filter) -> Result<Option<std::os::fd::OwnedFd>> {
     #[repr(C)]
     struct SockFprog {
         len: u16,
@@ -336,7 +379,12 @@ pub fn load(filter: &Filter) -> Result<()> {
         };
         return Err(Error::io(format!("load the seccomp filter{hint}"), err));
     }
-    Ok(())
+    if filter.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER, seccomp(2) returns a new fd that
+        // nothing else owns.
+        return Ok(Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc as i32) }));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -445,11 +493,30 @@ mod tests {
     }
 
     #[test]
-    fn notify_is_rejected() {
-        let seccomp: LinuxSeccomp = serde_json::from_str(
+    fn notify_needs_listener_path() {
+        let without = serde_json::from_str::<LinuxSeccomp>(
             r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
         )
         .unwrap();
-        assert!(compile(&seccomp).unwrap_err().to_string().contains("SCMP_ACT_NOTIFY"));
+        assert!(compile(&without).unwrap_err().to_string().contains("listenerPath"));
+
+        let with = profile(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+        );
+        assert_eq!(with.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER);
+        let mkdir = syscall_number("mkdir").unwrap();
+        assert_eq!(interpret(&with.program, mkdir, AUDIT_ARCH_X86_64, [0; 6]), SECCOMP_RET_USER_NOTIF);
+    }
+
+    #[test]
+    fn notify_rejected_for_sendmsg_and_default() {
+        for json in [
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a", "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]}"#,
+            r#"{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a"}"#,
+        ] {
+            let seccomp = serde_json::from_str::<LinuxSeccomp>(json).unwrap();
+            assert!(compile(&seccomp).is_err(), "{json}");
+        }
     }
 }
