@@ -180,7 +180,16 @@ impl Runtime {
             drop(locked);
             drop(parent_sync);
             drop(pty_receiver);
-            child(child_sync, &joins, in_user_ns, process, console, options.preserve_fds, seccomp.as_ref());
+            child(
+                child_sync,
+                &joins,
+                in_user_ns,
+                process,
+                console,
+                options.preserve_fds,
+                seccomp.as_ref(),
+                spec.linux().as_ref(),
+            );
         }
         drop(child_sync);
         drop(console);
@@ -261,6 +270,7 @@ fn child(
     console: Option<OwnedFd>,
     preserve_fds: u32,
     seccomp: Option<&crate::seccomp::Filter>,
+    linux: Option<&oci_spec::runtime::Linux>,
 ) -> ! {
     let reserved = 3 + preserve_fds as i32;
     let Ok(sync) = sys::move_fd_above(sync, reserved) else {
@@ -271,6 +281,12 @@ fn child(
         init::reset_signals();
         nix::sys::prctl::set_dumpable(false).context(|| "set non-dumpable".to_owned())?;
         let console = console.map(|c| sys::move_fd_above(c, reserved)).transpose().context(|| "move console socket".to_owned())?;
+        // execCPUAffinity is for exec processes only, not the init: the
+        // initial CPUs hold until the runtime moves the process into the
+        // container's cgroup, whose cpuset may then replace them.
+        if let Some(list) = process.exec_cpu_affinity().as_ref().and_then(|a| a.initial().as_deref()) {
+            crate::attributes::set_cpu_affinity(list, "process.execCPUAffinity.initial")?;
+        }
         init::wait_for_go(&sync)?;
         for (name, flag, fd) in joins {
             // SAFETY: setns on a namespace descriptor.
@@ -297,7 +313,7 @@ fn child(
         if let Some(score) = process.oom_score_adj() {
             sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
         }
-        let exec = crate::process::prepare(process, seccomp, &mut |listener| {
+        let exec = crate::process::prepare(process, linux, true, seccomp, &mut |listener| {
             crate::seccomp::notify::send_listener(&sync, &listener)
         })?;
         init::prepare_descriptors(preserve_fds)?;

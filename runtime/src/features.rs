@@ -23,14 +23,14 @@ pub fn document() -> Value {
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": capabilities,
             "cgroup": {
                 "v1": true,
                 "v2": true,
                 "systemd": false,
                 "systemdUser": false,
-                "rdma": false
+                "rdma": true
             },
             "seccomp": {
                 "enabled": true,

@@ -105,6 +105,10 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if args.namespaces.new_cgroup {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).context(|| "create cgroup namespace".to_owned())?;
     }
+    if args.namespaces.new_time {
+        let linux = args.spec.linux().as_ref().expect("checked by spec::check_supported");
+        crate::attributes::create_time_namespace(linux.time_offsets().as_ref())?;
+    }
     set_hostname(args.spec)?;
 
     // SAFETY: plain syscall; device nodes get exactly the modes requested.
@@ -172,7 +176,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;
     }
-    let exec = process::prepare(process, args.seccomp, &mut |listener| {
+    let exec = process::prepare(process, args.spec.linux().as_ref(), false, args.seccomp, &mut |listener| {
         crate::seccomp::notify::send_listener(sync, &listener)
     })?;
 

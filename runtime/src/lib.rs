@@ -5,6 +5,7 @@
 //! `state`, `kill`, `delete` and `run`, with state kept under a root
 //! directory as runc keeps it.
 
+pub mod attributes;
 pub mod cgroups;
 pub mod device_filter;
 pub mod container;

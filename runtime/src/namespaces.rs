@@ -17,6 +17,10 @@ pub struct NamespacePlan {
     /// the namespace's root is the container's cgroup.
     pub clone_flags: libc::c_int,
     pub new_cgroup: bool,
+    /// Like the cgroup namespace, the time namespace is not a clone flag:
+    /// CLONE_NEWTIME shares its bit with CSIGNAL in clone(2). The init
+    /// unshares it and writes the clock offsets before it execs.
+    pub new_time: bool,
     /// Namespaces to join by path, in the order the init must setns them
     /// (the user namespace first, so the others are joined with its
     /// privileges).
@@ -81,6 +85,7 @@ pub fn plan(linux: &Linux) -> Result<NamespacePlan> {
             }
             _ => match typ {
                 LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                LinuxNamespaceType::Time => plan.new_time = true,
                 other => {
                     plan.clone_flags |= clone_flag(other);
                     if other == LinuxNamespaceType::User {

@@ -298,13 +298,31 @@ mod tests {
 /// process with CAP_SYS_ADMIN may load a filter, so it is loaded first,
 /// before capabilities are dropped. A filter with SCMP_ACT_NOTIFY rules
 /// yields a listener fd, which goes to `on_listener` at once, before any
-/// other syscall that the filter could hold up.
+/// other syscall that the filter could hold up. `exec_process` is true for
+/// `exec`, which alone takes `process.execCPUAffinity`.
 pub fn prepare(
     process: &Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    exec_process: bool,
     seccomp: Option<&crate::seccomp::Filter>,
     on_listener: &mut dyn FnMut(OwnedFd) -> Result<()>,
 ) -> Result<ExecArgs> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    // Real-time scheduling and I/O classes need CAP_SYS_NICE or
+    // CAP_SYS_ADMIN: set them while the process still has every capability,
+    // and before a filter could deny the syscalls.
+    if let Some(personality) = linux.and_then(|l| l.personality().as_ref()) {
+        crate::attributes::set_personality(personality)?;
+    }
+    if let Some(policy) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        crate::attributes::set_memory_policy(policy)?;
+    }
+    if let Some(scheduler) = process.scheduler() {
+        crate::attributes::set_scheduler(scheduler)?;
+    }
+    if let Some(priority) = process.io_priority() {
+        crate::attributes::set_io_priority(priority)?;
+    }
     if let Some(filter) = seccomp.filter(|_| !no_new_privs) {
         if let Some(listener) = crate::seccomp::load(filter)? {
             on_listener(listener)?;
@@ -342,6 +360,10 @@ pub fn prepare(
         .ok_or_else(|| Error::InvalidConfig("\"process.args\" is empty".into()))?;
     let executable = find_executable(arg0, &env, cwd)?;
     let exec = ExecArgs::new(&executable, &argv, &env)?;
+    let final_affinity = process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref());
+    if let Some(list) = final_affinity.filter(|_| exec_process) {
+        crate::attributes::set_cpu_affinity(list, "process.execCPUAffinity.final")?;
+    }
     if let Some(filter) = seccomp.filter(|_| no_new_privs) {
         if let Some(listener) = crate::seccomp::load(filter)? {
             on_listener(listener)?;
