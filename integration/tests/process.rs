@@ -268,3 +268,39 @@ fn ambient_without_inheritable_runs() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.trim(), "ran");
 }
+
+/// A runtime started by systemd socket activation (LISTEN_FDS=1 and
+/// LISTEN_PID set to its own pid, the socket at fd 3) passes the socket on,
+/// and the container's program finds the variables set for itself.
+#[test]
+fn socket_activation_passes_listen_fds() {
+    let rt = Runtime::new();
+    let file = preserved_file(&rt);
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", "echo fds=$LISTEN_FDS pid=$LISTEN_PID; cat <&3"]);
+    let id = rt.id("listen-fds");
+    // The shell sets LISTEN_PID to its own pid, which exec hands on to the
+    // runtime.
+    let mut command = std::process::Command::new("/bin/sh");
+    command.args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\""]);
+    command.arg(conman_integration::runtime_bin());
+    command.args(["--root", rt.root().to_str().unwrap(), "run", "--bundle", bundle.path_str(), &id]);
+    let fd = file.as_raw_fd();
+    // SAFETY: the closure only calls async-signal-safe fcntl and dup2.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself keeps FD_CLOEXEC, so clear it by hand then.
+            let rc = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+
+    let out = rt.output_of(command);
+
+    assert_eq!(out.code, 0, "{out}");
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("fds=1 pid=1"), "{out}");
+    assert_eq!(lines.next(), Some("preserved content"), "{out}");
+}

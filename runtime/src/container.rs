@@ -123,6 +123,8 @@ impl Runtime {
         // anything is created and the init only has to load it.
         let seccomp = linux.seccomp().as_ref().map(crate::seccomp::compile).transpose()?;
 
+        let listen_fds = socket_activation_fds();
+
         let locked = self.store.create(id)?;
         let mut cleanup = Cleanup {
             locked: Some(locked),
@@ -182,7 +184,8 @@ impl Runtime {
                     console: console_fd,
                     no_pivot: options.no_pivot,
                     no_new_keyring: options.no_new_keyring,
-                    preserve_fds: options.preserve_fds,
+                    preserve_fds: options.preserve_fds.max(listen_fds.unwrap_or(0)),
+                    listen_fds,
                     seccomp: seccomp.as_ref(),
                 });
             }
@@ -580,6 +583,17 @@ fn wait_ready(
             )))
         }
     }
+}
+
+/// Returns the number of sockets that systemd passed to this process, from
+/// LISTEN_FDS, when LISTEN_PID names this process: those fds (3 onwards)
+/// go on to the container, with LISTEN_FDS and LISTEN_PID set for it.
+fn socket_activation_fds() -> Option<u32> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    if pid != std::process::id() {
+        return None;
+    }
+    std::env::var("LISTEN_FDS").ok()?.parse().ok().filter(|&n: &u32| n > 0)
 }
 
 pub(crate) fn describe_status(status: i32) -> String {

@@ -47,6 +47,9 @@ pub struct InitArgs<'a> {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Sockets passed by systemd socket activation (LISTEN_FDS), already
+    /// counted in `preserve_fds`.
+    pub listen_fds: Option<u32>,
     /// The compiled `linux.seccomp` filter.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
 }
@@ -176,6 +179,22 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;
     }
+    let activated;
+    let process = match args.listen_fds {
+        Some(count) => {
+            // The program sees the sockets as systemd would pass them: at
+            // fd 3 onwards, for its own pid in its pid namespace.
+            let mut copy = process.clone();
+            let mut env = copy.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+            env.push(format!("LISTEN_FDS={count}"));
+            env.push(format!("LISTEN_PID={}", std::process::id()));
+            copy.set_env(Some(env));
+            activated = copy;
+            &activated
+        }
+        None => process,
+    };
     let exec = process::prepare(process, args.spec.linux().as_ref(), false, args.seccomp, &mut |listener| {
         crate::seccomp::notify::send_listener(sync, &listener)
     })?;
