@@ -81,8 +81,12 @@ impl Runtime {
         state::validate_id(id)?;
         let bundle = std::fs::canonicalize(&options.bundle)
             .context(|| format!("bundle {}", options.bundle.display()))?;
-        let spec = spec::load(&bundle.join("config.json"))?;
+        let mut spec = spec::load(&bundle.join("config.json"))?;
         spec::check_supported(&spec)?;
+        let notify_proxy = crate::notify_socket::host_socket().is_some();
+        if notify_proxy {
+            crate::notify_socket::add_to_spec(&mut spec, &self.store.container_dir(id))?;
+        }
         let rootfs = spec::rootfs_path(&spec, &bundle)?;
         let rootfs = std::fs::canonicalize(&rootfs).context(|| format!("rootfs {}", rootfs.display()))?;
         let linux = spec.linux().as_ref().expect("checked by spec::check_supported");
@@ -138,6 +142,10 @@ impl Runtime {
             cgroup.apply(linux.resources().as_ref())?;
 
             let locked = cleanup.locked.as_ref().unwrap();
+            if notify_proxy {
+                let dir = locked.dir.join(crate::notify_socket::DIR);
+                std::fs::create_dir(&dir).context(|| format!("create {}", dir.display()))?;
+            }
             let fifo_path = locked.fifo_path();
             nix::unistd::mkfifo(&fifo_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
                 .context(|| format!("create {}", fifo_path.display()))?;
@@ -278,6 +286,7 @@ impl Runtime {
             });
         }
         let fifo_path = locked.fifo_path();
+        let notify_proxy = crate::notify_socket::bind(&locked.dir)?;
         let fifo = openat(libc::AT_FDCWD, &fifo_path, libc::O_WRONLY | libc::O_NONBLOCK, 0).map_err(|err| {
             if err.raw_os_error() == Some(libc::ENXIO) {
                 Error::Init(format!("the init of container \"{id}\" is no longer waiting for start"))
@@ -292,6 +301,14 @@ impl Runtime {
         locked.save(&record)?;
         tracing::info!(id, pid = record.pid, "container started");
         self.run_late_hooks(&record, hooks::Kind::Poststart);
+        // Other commands on the container must not wait for READY=1.
+        drop(locked);
+        if let Some(proxy) = notify_proxy {
+            let (pid, start_time) = (record.pid, record.pid_start_time);
+            proxy.forward_until_ready(pid, || {
+                state::process_stat(pid).is_some_and(|(state, start)| start == start_time && state != 'Z')
+            })?;
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
+pub mod notify_socket;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
