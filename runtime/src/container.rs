@@ -91,7 +91,7 @@ impl Runtime {
         let rootfs = std::fs::canonicalize(&rootfs).context(|| format!("rootfs {}", rootfs.display()))?;
         let linux = spec.linux().as_ref().expect("checked by spec::check_supported");
         let process = spec.process().as_ref().expect("checked by spec::check_supported");
-        let plan = namespaces::plan(linux)?;
+        let mut plan = namespaces::plan(linux)?;
         if !plan.has_mount {
             return Err(Error::InvalidConfig(
                 "\"linux.namespaces\" has no mount namespace; this runtime needs one to set up the rootfs".into(),
@@ -136,6 +136,7 @@ impl Runtime {
             child: None,
         };
         let result = (|| {
+            plan.idmap_mounts = namespaces::idmap_namespaces(&spec)?;
             let cgroup = Cgroup::create(&cgroup_path)?;
             cleanup.cgroup = Some(cgroup);
             let cgroup = cleanup.cgroup.as_ref().unwrap();

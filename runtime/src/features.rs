@@ -5,10 +5,13 @@ use serde_json::{json, Value};
 
 /// Mount options that [`crate::mounts::parse_options`] applies.
 pub const MOUNT_OPTIONS: &[&str] = &[
-    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "loud", "mand",
-    "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime", "nosuid",
-    "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared", "rslave",
-    "runbindable", "rw", "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable",
+    "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "idmap", "loud",
+    "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
+    "nosuid", "nosymfollow", "private", "ratime", "rbind", "rdev", "rdiratime", "relatime",
+    "remount", "rexec", "ridmap", "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime",
+    "rnostrictatime", "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw",
+    "rshared", "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared",
+    "silent", "slave", "strictatime", "suid", "symfollow", "sync", "tmpcopyup", "unbindable",
 ];
 
 pub fn document() -> Value {
@@ -55,7 +58,7 @@ pub fn document() -> Value {
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": {
             "io.github.conman.runtime.version": env!("CARGO_PKG_VERSION")

@@ -126,6 +126,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         cgroup_namespace: args.namespaces.new_cgroup,
         cgroup_path: args.cgroup_path,
         terminal,
+        idmap_namespaces: &args.namespaces.idmap_mounts,
     };
     let root = rootfs::prepare_root(&ctx)?;
     rootfs::mount_all(&ctx, root.as_raw_fd())?;

@@ -17,6 +17,63 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// Attributes set and cleared on the mount and every mount below it
+    /// (the `r`-prefixed options), with mount_setattr(2).
+    pub recursive_attrs: MountAttr,
+    /// `idmap` or `ridmap`: an id-mapped bind mount; true for `ridmap`,
+    /// which maps the submounts too.
+    pub idmap: Option<bool>,
+    /// `tmpcopyup`: the tmpfs starts with a copy of what the rootfs has at
+    /// its destination.
+    pub tmpcopyup: bool,
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+/// The mask of the three exclusive atime modes below.
+pub const MOUNT_ATTR_ATIME: u64 = 0x0000_0070;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0000_0000;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x0000_0080;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// mount(2)'s MS_NOSYMFOLLOW (Linux 5.10), which the libc crate lacks.
+pub const MS_NOSYMFOLLOW: libc::c_ulong = 256;
+
+impl MountAttr {
+    fn set(&mut self, flag: u64) {
+        self.attr_set |= flag;
+        self.attr_clr &= !flag;
+    }
+
+    fn clear(&mut self, flag: u64) {
+        self.attr_clr |= flag;
+        self.attr_set &= !flag;
+    }
+
+    /// Selects one of the atime modes, which the kernel sets as a group.
+    fn atime(&mut self, mode: u64) {
+        self.attr_clr |= MOUNT_ATTR_ATIME;
+        self.attr_set = (self.attr_set & !MOUNT_ATTR_ATIME) | mode;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attr_set == 0 && self.attr_clr == 0
+    }
 }
 
 impl MountOptions {
@@ -80,12 +137,41 @@ pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
             "rslave" => push(&mut parsed, libc::MS_SLAVE | libc::MS_REC),
             "unbindable" => push(&mut parsed, libc::MS_UNBINDABLE),
             "runbindable" => push(&mut parsed, libc::MS_UNBINDABLE | libc::MS_REC),
-            "idmap" | "ridmap" | "tmpcopyup" | "copy-symlink" | "rro" | "rrw" | "rnosuid"
-            | "rsuid" | "rnodev" | "rdev" | "rnoexec" | "rexec" | "rnoatime" | "ratime"
-            | "rrelatime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" | "rnodiratime"
-            | "rdiratime" | "nosymfollow" | "rnosymfollow" => {
+            "nosymfollow" => (MS_NOSYMFOLLOW, 0),
+            "symfollow" => (0, MS_NOSYMFOLLOW),
+            "rro" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_RDONLY)),
+            "rrw" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_RDONLY)),
+            "rnosuid" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_NOSUID)),
+            "rsuid" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_NOSUID)),
+            "rnodev" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_NODEV)),
+            "rdev" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_NODEV)),
+            "rnoexec" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_NOEXEC)),
+            "rexec" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_NOEXEC)),
+            "rnodiratime" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_NODIRATIME)),
+            "rdiratime" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_NODIRATIME)),
+            "rnosymfollow" => recursive(&mut parsed, |a| a.set(MOUNT_ATTR_NOSYMFOLLOW)),
+            "rsymfollow" => recursive(&mut parsed, |a| a.clear(MOUNT_ATTR_NOSYMFOLLOW)),
+            "rnoatime" => recursive(&mut parsed, |a| a.atime(MOUNT_ATTR_NOATIME)),
+            "rstrictatime" => recursive(&mut parsed, |a| a.atime(MOUNT_ATTR_STRICTATIME)),
+            "rrelatime" => recursive(&mut parsed, |a| a.atime(MOUNT_ATTR_RELATIME)),
+            // The kernel has no "no atime mode": these restore relatime,
+            // its default.
+            "ratime" | "rnorelatime" | "rnostrictatime" => recursive(&mut parsed, |a| a.atime(MOUNT_ATTR_RELATIME)),
+            "idmap" => {
+                parsed.idmap = Some(parsed.idmap.unwrap_or(false));
+                (0, 0)
+            }
+            "ridmap" => {
+                parsed.idmap = Some(true);
+                (0, 0)
+            }
+            "tmpcopyup" => {
+                parsed.tmpcopyup = true;
+                (0, 0)
+            }
+            "copy-symlink" => {
                 return Err(Error::InvalidConfig(format!(
-                    "mount option \"{option}\" on \"{}\" is not supported yet",
+                    "mount option \"copy-symlink\" on \"{}\" is not supported yet",
                     mount.destination().display()
                 )))
             }
@@ -100,6 +186,24 @@ pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
     if bind_type {
         parsed.bind = true;
     }
+    let has_mappings = mount.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || mount.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if has_mappings && parsed.idmap.is_none() {
+        // Mappings on a mount ask for an id-mapped mount, as the option does.
+        parsed.idmap = Some(parsed.recursive);
+    }
+    if parsed.idmap.is_some() && !parsed.bind {
+        return Err(Error::InvalidConfig(format!(
+            "mount \"{}\" is id-mapped (idmap, ridmap or uidMappings), which needs a bind mount",
+            mount.destination().display()
+        )));
+    }
+    if parsed.tmpcopyup && mount.typ().as_deref() != Some("tmpfs") {
+        return Err(Error::InvalidConfig(format!(
+            "mount option \"tmpcopyup\" on \"{}\" needs a tmpfs mount",
+            mount.destination().display()
+        )));
+    }
     if parsed.bind && !parsed.data.is_empty() {
         return Err(Error::InvalidConfig(format!(
             "unknown mount option \"{}\" on bind mount \"{}\"",
@@ -108,6 +212,11 @@ pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
         )));
     }
     Ok(parsed)
+}
+
+fn recursive(parsed: &mut MountOptions, change: impl FnOnce(&mut MountAttr)) -> (libc::c_ulong, libc::c_ulong) {
+    change(&mut parsed.recursive_attrs);
+    (0, 0)
 }
 
 fn push(parsed: &mut MountOptions, flag: libc::c_ulong) -> (libc::c_ulong, libc::c_ulong) {
@@ -172,6 +281,21 @@ mod tests {
         assert!(parsed.bind);
         assert!(parsed.recursive);
         assert_eq!(parsed.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let parsed = parse_options(&mount("bind", &["rbind", "rro", "rnosuid", "rnoatime", "rrw"])).unwrap();
+        let attrs = parsed.recursive_attrs;
+        assert_eq!(attrs.attr_set, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME);
+        assert_eq!(attrs.attr_clr, MOUNT_ATTR_RDONLY | MOUNT_ATTR_ATIME);
+    }
+
+    #[test]
+    fn idmap_needs_bind() {
+        assert_eq!(parse_options(&mount("bind", &["rbind", "ridmap"])).unwrap().idmap, Some(true));
+        assert!(parse_options(&mount("tmpfs", &["idmap"])).is_err());
+        assert!(parse_options(&mount("bind", &["tmpcopyup"])).is_err());
     }
 
     #[test]

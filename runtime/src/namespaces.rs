@@ -33,6 +33,9 @@ pub struct NamespacePlan {
     pub has_mount: bool,
     pub has_uts: bool,
     pub in_user_namespace: bool,
+    /// The user namespaces of id-mapped mounts, one entry per entry of
+    /// `mounts` (see [`idmap_namespaces`]).
+    pub idmap_mounts: Vec<Option<OwnedFd>>,
 }
 
 pub fn clone_flag(typ: LinuxNamespaceType) -> libc::c_int {
@@ -167,4 +170,79 @@ pub fn write_id_mappings(pid: i32, linux: &Linux) -> Result<()> {
     write_file(format!("/proc/{pid}/uid_map"), format_mappings(&uid).as_bytes())?;
     write_file(format!("/proc/{pid}/gid_map"), format_mappings(&gid).as_bytes())?;
     Ok(())
+}
+
+/// Creates the user namespaces of the id-mapped mounts, one per mount entry
+/// that is id-mapped (`None` for the others). A mount without mappings of
+/// its own takes the container's (`linux.uidMappings`).
+pub fn idmap_namespaces(spec: &oci_spec::runtime::Spec) -> Result<Vec<Option<OwnedFd>>> {
+    let mut namespaces = Vec::new();
+    for mount in spec.mounts().iter().flatten() {
+        let options = crate::mounts::parse_options(mount)?;
+        if options.idmap.is_none() {
+            namespaces.push(None);
+            continue;
+        }
+        let linux = spec.linux().as_ref();
+        let pick = |own: &Option<Vec<LinuxIdMapping>>, container: Option<&Vec<LinuxIdMapping>>| {
+            own.clone().filter(|m| !m.is_empty()).or_else(|| container.cloned()).unwrap_or_default()
+        };
+        let uid = pick(mount.uid_mappings(), linux.and_then(|l| l.uid_mappings().as_ref()));
+        let gid = pick(mount.gid_mappings(), linux.and_then(|l| l.gid_mappings().as_ref()));
+        if uid.is_empty() || gid.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "id-mapped mount \"{}\" needs uidMappings and gidMappings, on the mount or in \"linux\"",
+                mount.destination().display()
+            )));
+        }
+        namespaces.push(Some(user_namespace_with(&uid, &gid)?));
+    }
+    Ok(namespaces)
+}
+
+/// Creates a user namespace with the given id mappings and returns a
+/// descriptor of it, for id-mapped mounts. A short-lived child unshares the
+/// namespace, this process writes its maps (it has the privileges in the
+/// parent namespace that writing arbitrary maps needs), opens
+/// /proc/CHILD/ns/user and lets the child exit; the descriptor keeps the
+/// namespace alive.
+pub fn user_namespace_with(uid: &[LinuxIdMapping], gid: &[LinuxIdMapping]) -> Result<OwnedFd> {
+    let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create a pipe".to_owned())?;
+    let (hold_read, hold_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context(|| "create a pipe".to_owned())?;
+    // SAFETY: the runtime is single-threaded here; the child only makes
+    // async-signal-safe calls and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::last_os("fork for an id-mapping user namespace"));
+    }
+    if pid == 0 {
+        drop(ready_read);
+        drop(hold_write);
+        // SAFETY: plain syscalls on descriptors this child owns.
+        unsafe {
+            let status: u8 = if libc::unshare(libc::CLONE_NEWUSER) == 0 { 1 } else { 0 };
+            libc::write(ready_write.as_raw_fd(), (&status as *const u8).cast(), 1);
+            let mut byte = 0u8;
+            libc::read(hold_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    drop(ready_write);
+    drop(hold_read);
+    let result = (|| {
+        let mut status = [0u8; 1];
+        let n = nix::unistd::read(ready_read.as_raw_fd(), &mut status).context(|| "wait for the id-mapping child".to_owned())?;
+        if n != 1 || status[0] != 1 {
+            return Err(Error::Init("the id-mapping child could not create a user namespace".into()));
+        }
+        write_file(format!("/proc/{pid}/uid_map"), format_mappings(uid).as_bytes())?;
+        write_file(format!("/proc/{pid}/gid_map"), format_mappings(gid).as_bytes())?;
+        openat(libc::AT_FDCWD, Path::new(&format!("/proc/{pid}/ns/user")), libc::O_RDONLY | libc::O_CLOEXEC, 0)
+            .context(|| "open the id-mapping user namespace".to_owned())
+    })();
+    drop(hold_write);
+    let mut wait_status = 0;
+    // SAFETY: reap our own child.
+    unsafe { libc::waitpid(pid, &mut wait_status, 0) };
+    result
 }

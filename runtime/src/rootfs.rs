@@ -31,6 +31,8 @@ pub struct RootfsContext<'a> {
     /// The container's cgroup path relative to each hierarchy's root.
     pub cgroup_path: &'a Path,
     pub terminal: bool,
+    /// The user namespaces of id-mapped mounts, by index in `mounts`.
+    pub idmap_namespaces: &'a [Option<OwnedFd>],
 }
 
 /// Returns `path` without its leading `/`, for lookups relative to the root.
@@ -153,8 +155,9 @@ pub fn prepare_root(ctx: &RootfsContext) -> Result<OwnedFd> {
 
 /// Mounts every entry of `mounts`, in order.
 pub fn mount_all(ctx: &RootfsContext, root: RawFd) -> Result<()> {
-    for entry in ctx.spec.mounts().iter().flatten() {
-        mount_entry(ctx, root, entry).map_err(|err| match err {
+    for (index, entry) in ctx.spec.mounts().iter().flatten().enumerate() {
+        let idmap = ctx.idmap_namespaces.get(index).and_then(Option::as_ref);
+        mount_entry(ctx, root, entry, idmap).map_err(|err| match err {
             Error::Io { context, source } => Error::Io {
                 context: format!("mount {}: {context}", entry.destination().display()),
                 source,
@@ -165,7 +168,7 @@ pub fn mount_all(ctx: &RootfsContext, root: RawFd) -> Result<()> {
     Ok(())
 }
 
-fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount) -> Result<()> {
+fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&OwnedFd>) -> Result<()> {
     let options = parse_options(entry)?;
     let typ = entry.typ().as_deref().unwrap_or("none");
     let destination = entry.destination();
@@ -185,19 +188,34 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount) -> Result<()> {
         } else {
             create_file_in_root(root, destination, 0o644)?
         };
-        let mut flags = libc::MS_BIND;
-        if options.recursive {
-            flags |= libc::MS_REC;
+        match (options.idmap, idmap) {
+            (Some(recursive_idmap), Some(userns)) => {
+                idmapped_bind(&source, &target, userns, options.recursive, recursive_idmap)?;
+            }
+            _ => {
+                let mut flags = libc::MS_BIND;
+                if options.recursive {
+                    flags |= libc::MS_REC;
+                }
+                let source_c = cstring(&source)?;
+                mount(Some(&source_c), &fd_path(&target), None, flags, None)
+                    .context(|| format!("bind {}", source.display()))?;
+            }
         }
-        let source_c = cstring(&source)?;
-        mount(Some(&source_c), &fd_path(&target), None, flags, None)
-            .context(|| format!("bind {}", source.display()))?;
         let remount_flags = options.flags & !libc::MS_REMOUNT;
         if remount_flags != 0 {
             remount_bind(root, destination, remount_flags, options.recursive, ctx.in_user_namespace)?;
         }
     } else {
         let target = mkdir_all_in_root(root, destination)?;
+        // The directory under the tmpfs, still reachable through this
+        // descriptor once the tmpfs covers it.
+        let underneath = if options.tmpcopyup {
+            Some(open_in_root(root, destination, libc::O_RDONLY | libc::O_DIRECTORY)
+                .context(|| format!("open {} in the container", destination.display()))?)
+        } else {
+            None
+        };
         let source = cstring(entry.source().as_deref().unwrap_or(Path::new(typ)))?;
         let fstype = cstring(typ)?;
         let data = options.data_cstring();
@@ -207,6 +225,17 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount) -> Result<()> {
         }
         mount(Some(&source), &fd_path(&target), Some(&fstype), flags, data.as_deref())
             .context(|| format!("mount {typ} (options \"{}\")", options.data.join(",")))?;
+        if let Some(underneath) = underneath {
+            let mounted = open_in_root(root, destination, libc::O_RDONLY | libc::O_DIRECTORY)
+                .context(|| format!("open the tmpfs at {}", destination.display()))?;
+            copy_tree(&underneath, &mounted).context(|| format!("tmpcopyup into {}", destination.display()))?;
+        }
+    }
+
+    if !options.recursive_attrs.is_empty() {
+        let target = open_in_root(root, destination, libc::O_PATH)
+            .context(|| format!("open {} in the container", destination.display()))?;
+        set_mount_attributes(&target, &options.recursive_attrs, true)?;
     }
 
     for &propagation in &options.propagation {
@@ -220,6 +249,132 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount) -> Result<()> {
 
 /// Remounts the bind mount at `destination` with `flags`, keeping the flags
 /// that the kernel locks on mounts inherited into a user namespace.
+/// Applies mount attributes with mount_setattr(2) to the mount at
+/// `target`, and with `recursive` to every mount below it.
+fn set_mount_attributes(target: &OwnedFd, attrs: &crate::mounts::MountAttr, recursive: bool) -> Result<()> {
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: an empty path with AT_EMPTY_PATH, and a mount_attr of the
+    // size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            attrs as *const crate::mounts::MountAttr,
+            std::mem::size_of::<crate::mounts::MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(Error::last_os(format!(
+            "set mount attributes (set {:#x}, clear {:#x})",
+            attrs.attr_set, attrs.attr_clr
+        )));
+    }
+    Ok(())
+}
+
+/// Bind-mounts `source` on `target` as an id-mapped mount: a detached copy
+/// of the source tree (open_tree), mapped through the user namespace
+/// `userns` (mount_setattr with MOUNT_ATTR_IDMAP), then attached
+/// (move_mount). `recursive_idmap` maps the submounts too (`ridmap`).
+fn idmapped_bind(source: &Path, target: &OwnedFd, userns: &OwnedFd, recursive: bool, recursive_idmap: bool) -> Result<()> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    let source_c = cstring(source)?;
+    let mut open_flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive || recursive_idmap {
+        open_flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: a valid path, and flags of open_tree(2).
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source_c.as_ptr(), open_flags) };
+    if tree < 0 {
+        return Err(Error::last_os(format!("open_tree {}", source.display())));
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(tree as RawFd) };
+    let attrs = crate::mounts::MountAttr {
+        attr_set: crate::mounts::MOUNT_ATTR_IDMAP,
+        userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    set_mount_attributes(&tree, &attrs, recursive_idmap).map_err(|err| match err {
+        Error::Io { context, source: io } => Error::Io {
+            context: format!("id-map {} ({context}; the filesystem must support id-mapped mounts)", source.display()),
+            source: io,
+        },
+        other => other,
+    })?;
+    // SAFETY: descriptors and empty paths, with the matching flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::last_os(format!("attach the id-mapped mount of {}", source.display())));
+    }
+    Ok(())
+}
+
+/// Copies the directory tree of `from` into `to`, keeping modes, owners
+/// and symlinks (`tmpcopyup`). Device nodes and other special files are
+/// recreated with mknod.
+fn copy_tree(from: &OwnedFd, to: &OwnedFd) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = nix::dir::Dir::from_fd(nix::unistd::dup(from.as_raw_fd())?)?;
+    for entry in dir.into_iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        let stat = nix::sys::stat::fstatat(Some(from.as_raw_fd()), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let mode = stat.st_mode & 0o7777;
+        match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                nix::sys::stat::mkdirat(Some(to.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(0o700))?;
+                let open = |fd: &OwnedFd| -> std::io::Result<OwnedFd> {
+                    let raw = nix::fcntl::openat(Some(fd.as_raw_fd()), name, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())?;
+                    // SAFETY: openat returned a new descriptor.
+                    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) })
+                };
+                copy_tree(&open(from)?, &open(to)?)?;
+            }
+            libc::S_IFLNK => {
+                let link = nix::fcntl::readlinkat(Some(from.as_raw_fd()), name)?;
+                nix::unistd::symlinkat(link.as_bytes(), Some(to.as_raw_fd()), name)?;
+            }
+            libc::S_IFREG => {
+                let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC;
+                let input = nix::fcntl::openat(Some(from.as_raw_fd()), name, flags, nix::sys::stat::Mode::empty())?;
+                // SAFETY: openat returned a new descriptor.
+                let mut input = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(input) };
+                let out_flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_CLOEXEC;
+                let output = nix::fcntl::openat(Some(to.as_raw_fd()), name, out_flags, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+                // SAFETY: as above.
+                let mut output = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(output) };
+                std::io::copy(&mut input, &mut output)?;
+            }
+            _ => {
+                let kind = nix::sys::stat::SFlag::from_bits_truncate(stat.st_mode & libc::S_IFMT);
+                nix::sys::stat::mknodat(Some(to.as_raw_fd()), name, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), stat.st_rdev)?;
+            }
+        }
+        nix::unistd::fchownat(Some(to.as_raw_fd()), name, Some(stat.st_uid.into()), Some(stat.st_gid.into()), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if stat.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            nix::sys::stat::fchmodat(Some(to.as_raw_fd()), name, nix::sys::stat::Mode::from_bits_truncate(mode), nix::sys::stat::FchmodatFlags::FollowSymlink)?;
+        }
+    }
+    Ok(())
+}
+
 fn remount_bind(root: RawFd, destination: &Path, flags: libc::c_ulong, recursive: bool, user_ns: bool) -> Result<()> {
     let target = open_in_root(root, destination, libc::O_PATH)
         .context(|| format!("open {} in the container", destination.display()))?;

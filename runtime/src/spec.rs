@@ -241,9 +241,7 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
                     mount.destination().display()
                 )));
             }
-            if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
-                return Err(unsupported("mounts[].uidMappings"));
-            }
+            crate::mounts::parse_options(mount)?;
         }
     }
     if let Some(resources) = linux.resources() {
