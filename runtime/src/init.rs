@@ -82,10 +82,6 @@ pub enum Never {}
 
 fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     reset_signals();
-    // Until execve, the init runs the runtime's own binary: keep other
-    // processes (including the container's) from ptracing it or opening its
-    // /proc/PID/exe or memory.
-    nix::sys::prctl::set_dumpable(false).context(|| "set non-dumpable".to_owned())?;
     // If `create` dies during set-up, the half-built container dies too.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).context(|| "set parent death signal".to_owned())?;
 
@@ -96,6 +92,12 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     }
 
     wait_for_go(sync)?;
+    // Until execve, the init runs the runtime's own binary: keep other
+    // processes (including the container's) from ptracing it or opening its
+    // /proc/PID/exe or memory. Not earlier: a runtime without root writes
+    // the id maps into /proc/PID, which a non-dumpable process keeps owned
+    // by root. Nothing of the container runs before "go".
+    nix::sys::prctl::set_dumpable(false).context(|| "set non-dumpable".to_owned())?;
 
     namespaces::join_all(args.namespaces)?;
     if args.namespaces.new_user {

@@ -167,8 +167,54 @@ pub fn write_id_mappings(pid: i32, linux: &Linux) -> Result<()> {
             "a new user namespace needs \"linux.uidMappings\" and \"linux.gidMappings\"".into(),
         ));
     }
-    write_file(format!("/proc/{pid}/uid_map"), format_mappings(&uid).as_bytes())?;
-    write_file(format!("/proc/{pid}/gid_map"), format_mappings(&gid).as_bytes())?;
+    // SAFETY: geteuid and getegid have no arguments and cannot fail.
+    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if euid == 0 {
+        write_file(format!("/proc/{pid}/uid_map"), format_mappings(&uid).as_bytes())?;
+        write_file(format!("/proc/{pid}/gid_map"), format_mappings(&gid).as_bytes())?;
+        return Ok(());
+    }
+    // Without privileges, the kernel lets a process map only its own ids,
+    // one each, and a gid map only once setgroups is denied. Anything more
+    // goes through the setuid helpers newuidmap and newgidmap, which check
+    // /etc/subuid and /etc/subgid.
+    let own = |mappings: &[LinuxIdMapping], id: u32| {
+        mappings.len() == 1 && mappings[0].host_id() == id && mappings[0].size() == 1
+    };
+    if own(&uid, euid) {
+        write_file(format!("/proc/{pid}/uid_map"), format_mappings(&uid).as_bytes())?;
+    } else {
+        run_id_map_helper("newuidmap", pid, &uid)?;
+    }
+    if own(&gid, egid) {
+        write_file(format!("/proc/{pid}/setgroups"), b"deny")?;
+        write_file(format!("/proc/{pid}/gid_map"), format_mappings(&gid).as_bytes())?;
+    } else {
+        run_id_map_helper("newgidmap", pid, &gid)?;
+    }
+    Ok(())
+}
+
+/// Runs newuidmap or newgidmap for `pid` with `mappings`.
+fn run_id_map_helper(helper: &str, pid: i32, mappings: &[LinuxIdMapping]) -> Result<()> {
+    let mut command = std::process::Command::new(helper);
+    command.arg(pid.to_string());
+    for mapping in mappings {
+        command.args([mapping.container_id().to_string(), mapping.host_id().to_string(), mapping.size().to_string()]);
+    }
+    let output = command.output().map_err(|err| {
+        Error::io(
+            format!("run {helper} for id mappings other than the user's own id (install the uidmap package)"),
+            err,
+        )
+    })?;
+    if !output.status.success() {
+        return Err(Error::InvalidConfig(format!(
+            "{helper} {pid} refused the mappings {}: {} (check /etc/subuid and /etc/subgid for this user)",
+            format_mappings(mappings).trim().replace('\n', ", "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
     Ok(())
 }
 

@@ -19,8 +19,10 @@ const PROGRAM: &str = "conman-runtime";
 struct Cli {
     /// Directory for container state (use a tmpfs, as the state must not
     /// outlive a reboot).
-    #[arg(long, global = true, default_value = "/run/conman-runtime")]
-    root: PathBuf,
+    /// [default: /run/conman-runtime, or $XDG_RUNTIME_DIR/conman-runtime
+    /// when not run as root]
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
 
     /// Write log messages to this file instead of discarding them.
     #[arg(long, global = true)]
@@ -303,13 +305,25 @@ fn main() -> ExitCode {
         eprintln!("{PROGRAM}: no command given; run `{PROGRAM} --help` for the list");
         return ExitCode::from(1);
     };
-    let runtime = Runtime::new(&cli.root);
+    let root = cli.root.clone().unwrap_or_else(default_root);
+    let runtime = Runtime::new(&root);
     match execute(&runtime, command, cli.systemd_cgroup) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             logger.fatal(PROGRAM, &err.to_string());
             ExitCode::from(1)
         }
+    }
+}
+
+/// The state directory when --root is not given: a tmpfs under /run for
+/// root, the user's runtime directory for anyone else, as runc does.
+fn default_root() -> PathBuf {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let rootless = unsafe { libc::geteuid() } != 0;
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| rootless && !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("conman-runtime"),
+        None => PathBuf::from("/run/conman-runtime"),
     }
 }
 

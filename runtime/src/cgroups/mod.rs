@@ -171,16 +171,47 @@ pub fn check_resources(resources: &LinuxResources) -> Result<()> {
 #[derive(Debug, Default)]
 pub struct Cgroup {
     pub dirs: Vec<(Hierarchy, PathBuf)>,
+    /// Hierarchies were left out because the (non-root) runtime may not
+    /// write them.
+    pub rootless_skipped: bool,
+}
+
+/// Reports whether the calling user may create `relative` under
+/// `mount_point`: the deepest existing directory on the way must be
+/// writable to it.
+fn may_create(mount_point: &Path, relative: &Path) -> bool {
+    let mut existing = mount_point.join(relative);
+    while !existing.exists() {
+        if !existing.pop() {
+            return false;
+        }
+    }
+    let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(existing.as_os_str())) else {
+        return false;
+    };
+    // SAFETY: a valid C string.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK) == 0 }
 }
 
 impl Cgroup {
     /// Creates the container's directory in every hierarchy. On failure the
     /// directories made so far are removed.
+    ///
+    /// Run by a user other than root, the runtime has no cgroup unless one
+    /// was delegated to it: a hierarchy it may not write is left out, and
+    /// `rootless_skipped` says so. Limits then fail in [`Cgroup::apply`].
     pub fn create(relative: &Path) -> Result<Cgroup> {
         let mut cgroup = Cgroup::default();
+        // SAFETY: geteuid has no arguments and cannot fail.
+        let rootless = unsafe { libc::geteuid() } != 0;
         let result = (|| {
             for hierarchy in hierarchies()? {
                 let path = hierarchy.mount_point.join(relative);
+                if rootless && !may_create(&hierarchy.mount_point, relative) {
+                    tracing::debug!(cgroup = %path.display(), "no delegated cgroup for this user: left out");
+                    cgroup.rootless_skipped = true;
+                    continue;
+                }
                 if hierarchy.unified {
                     enable_controllers(&hierarchy.mount_point, relative)?;
                 }
@@ -205,6 +236,25 @@ impl Cgroup {
 
     /// Writes the supported resource limits and the device rules.
     pub fn apply(&self, resources: Option<&LinuxResources>) -> Result<()> {
+        if self.rootless_skipped {
+            // Without a cgroup of its own, a rootless container can have no
+            // limits. Device rules need none: in a user namespace the
+            // device nodes are bind mounts of the host's, and the kernel
+            // checks access on them as for the user.
+            let limited = resources.is_some_and(|r| {
+                let mut without_devices = r.clone();
+                without_devices.set_devices(None);
+                serde_json::to_value(&without_devices).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+            });
+            if limited {
+                // SAFETY: geteuid has no arguments and cannot fail.
+                let uid = unsafe { libc::geteuid() };
+                return Err(Error::InvalidConfig(format!(
+                    "\"linux.resources\" sets limits, but this runtime runs as uid {uid} and may not create cgroups: delegate a cgroup to the user, or remove the limits"
+                )));
+            }
+            return Ok(());
+        }
         let v1_devices = self.find("devices").is_some();
         if let Some(resources) = resources {
             resources::apply(self, resources, resources::Phase::Create)?;
@@ -231,7 +281,7 @@ impl Cgroup {
                 .ok_or_else(|| Error::InvalidArgument(format!("cgroup {} is on no mounted hierarchy", path.display())))?;
             dirs.push((hierarchy.clone(), path.clone()));
         }
-        Ok(Cgroup { dirs })
+        Ok(Cgroup { dirs, rootless_skipped: false })
     }
 
     pub fn paths(&self) -> Vec<PathBuf> {
