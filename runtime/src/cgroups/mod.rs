@@ -47,8 +47,19 @@ impl Hierarchy {
 }
 
 /// Lists the cgroup hierarchies mounted on this host, from
-/// /proc/self/mountinfo.
+/// /proc/self/mountinfo. The list is read once per process: one runtime
+/// command needs it several times (the cgroup, then the cgroup mounts of
+/// the rootfs), and the host's cgroup mounts do not change meanwhile.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    static CACHE: std::sync::OnceLock<Vec<Hierarchy>> = std::sync::OnceLock::new();
+    if let Some(cached) = CACHE.get() {
+        return Ok(cached.clone());
+    }
+    let found = read_hierarchies()?;
+    Ok(CACHE.get_or_init(|| found).clone())
+}
+
+fn read_hierarchies() -> Result<Vec<Hierarchy>> {
     let text = fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
     let mut found: Vec<Hierarchy> = Vec::new();
     for line in text.lines() {
