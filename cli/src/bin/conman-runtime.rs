@@ -307,11 +307,13 @@ fn main() -> ExitCode {
     };
     let root = cli.root.clone().unwrap_or_else(default_root);
     let runtime = Runtime::new(&root);
+    // As runc: an exec that fails before its process runs exits with 255.
+    let failure_code = if matches!(command, Command::Exec(_)) { 255 } else { 1 };
     match execute(&runtime, command, cli.systemd_cgroup) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             logger.fatal(PROGRAM, &err.to_string());
-            ExitCode::from(1)
+            ExitCode::from(failure_code)
         }
     }
 }
