@@ -78,6 +78,7 @@ impl Runtime {
     /// Runs `process` in container `id`. Returns its exit status, or 0 once
     /// it runs with `detach`.
     pub fn exec(&self, id: &str, process: &Process, options: &ExecOptions) -> Result<i32> {
+        crate::sealed_exe::ensure()?;
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidArgument("exec needs a command: the process args are empty".into()));
         }

@@ -1,0 +1,277 @@
+//! Defences against a hostile container: the runtime's own executable
+//! (CVE-2019-5736), host descriptors (CVE-2024-21626), symlinks in mount
+//! destinations (CVE-2021-30465), the read-only and masked parts of /proc and
+//! /sys, and AppArmor and SELinux settings on a host without them.
+//!
+//! docs/security.md lists each threat with its defence and these tests.
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use conman_integration::{
+    assert_no_leftovers, read_pid_file, runtime_bin, Bundle, Output, Runtime, Spawned, COMMAND_TIMEOUT,
+};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// A runtime that runs a copy of the release binary from a temporary
+/// directory, so that a test which finds a hole damages only the copy.
+struct CopiedRuntime {
+    rt: Runtime,
+    original: Vec<u8>,
+    _dir: TempDir,
+}
+
+impl CopiedRuntime {
+    fn new() -> CopiedRuntime {
+        let dir = tempfile::Builder::new()
+            .prefix("conman-it.bin.")
+            .tempdir_in("/tmp")
+            .expect("create a directory for the binary copy");
+        let copy = dir.path().join("conman-runtime");
+        fs::copy(runtime_bin(), &copy).expect("copy conman-runtime");
+        let original = fs::read(&copy).expect("read the binary copy");
+        CopiedRuntime {
+            rt: Runtime::with_binary(copy),
+            original,
+            _dir: dir,
+        }
+    }
+
+    /// Asserts that the binary copy still has its original content.
+    fn assert_binary_unchanged(&self) {
+        let now = fs::read(self.rt.binary()).expect("read the binary copy");
+        assert!(now.len() == self.original.len() && now == self.original, "the runtime binary was modified");
+    }
+}
+
+/// Prints how each way of reaching `/proc/$1/exe` ends: the process's
+/// comm, then `readlink`, an open for reading and an open for appending,
+/// each as "ok" or the shell's error message.
+const PROBE_EXE: &str = r#"p=$1
+echo "comm: $(cat /proc/$p/comm)"
+if readlink /proc/$p/exe >/dev/null 2>&1; then echo "readlink: ok"; else echo "readlink: failed"; fi
+if r=$( (exec 3</proc/$p/exe) 2>&1 ); then echo "open-read: ok"; else echo "open-read: $r"; fi
+if w=$( (exec 3>>/proc/$p/exe) 2>&1 ); then echo "open-write: ok"; else echo "open-write: $w"; fi
+"#;
+
+/// Returns the text after `key: ` on the line that starts with it.
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    let prefix = format!("{key}: ");
+    text.lines().find_map(|line| line.strip_prefix(&prefix)).unwrap_or("(missing)")
+}
+
+/// Asserts that the probe found a runtime process and could not reach its
+/// executable in any way.
+fn assert_exe_unreachable(report: &str, what: &str) {
+    assert_eq!(field(report, "comm"), "conman-runtime", "{what}: the probed process is not the runtime: {report}");
+    assert_eq!(field(report, "readlink"), "failed", "{what}: {report}");
+    assert!(field(report, "open-read").contains("Permission denied"), "{what}: {report}");
+    assert!(field(report, "open-write").contains("Permission denied"), "{what}: {report}");
+}
+
+/// Returns `exec <id> sh -c PROBE_EXE sh <pid>` arguments.
+fn probe_args<'a>(id: &'a str, pid: &'a str) -> Vec<&'a str> {
+    vec!["exec", id, "sh", "-c", PROBE_EXE, "sh", pid]
+}
+
+/// The init of a created container waits for `start` while it still runs
+/// the runtime binary: an exec into the container sees it as pid 1.
+#[test]
+fn init_exe_unreachable_before_start() {
+    let copied = CopiedRuntime::new();
+    let rt = &copied.rt;
+    let bundle = Bundle::with_args(rt, &["sleep", "1000"]);
+    let id = rt.id("exe-created");
+    rt.create(&bundle, &id);
+
+    let out = rt.output(&probe_args(&id, "1"));
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_exe_unreachable(&out.stdout, "init of a created container");
+    rt.ok(&["start", &id]);
+    copied.assert_binary_unchanged();
+}
+
+/// The attack of CVE-2019-5736: keep a descriptor of the runtime's
+/// executable from inside the container, wait until no process runs the
+/// binary (so the kernel no longer refuses writers with ETXTBSY), then
+/// reopen the descriptor for writing. `caps` are added to the container's
+/// capability sets. Returns the attacker's report.
+fn reopen_attack(caps: &[&str], name: &str) -> String {
+    let copied = CopiedRuntime::new();
+    let rt = &copied.rt;
+    let out_dir = rt.tempdir("attack-out");
+    let mut bundle = Bundle::with_args(rt, &["sleep", "1000"]);
+    bundle.add_mount(json!({ "destination": "/out", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] }));
+    bundle.edit(|config| {
+        for set in ["bounding", "effective", "permitted"] {
+            let list = config["process"]["capabilities"][set].as_array_mut().expect("capability set");
+            list.extend(caps.iter().map(|cap| Value::from(*cap)));
+        }
+    });
+    let id = rt.id(name);
+    rt.create(&bundle, &id);
+    // The attacker runs detached, so that no `exec` runtime process keeps
+    // the binary busy once the container starts.
+    let attack = r#"
+# A failed redirection of `exec` would end the shell, so try it in a subshell first.
+if ! (exec 3</proc/1/exe) 2>/dev/null; then echo "open: failed" > /out/report; exit 0; fi
+exec 3</proc/1/exe
+echo "open: ok" > /out/opened
+i=0
+while [ "$(cat /proc/1/comm)" = conman-runtime ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+echo "open: ok" > /out/report
+if w=$( (echo pwned >> /proc/self/fd/3) 2>&1 ); then echo "reopen-write: ok" >> /out/report; else echo "reopen-write: $w" >> /out/report; fi
+"#;
+
+    rt.ok(&["exec", "-d", &id, "sh", "-c", attack]);
+    // Start only once the attacker holds its descriptor, or failed to get it.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while !out_dir.join("opened").exists() && !out_dir.join("report").exists() {
+        assert!(Instant::now() < deadline, "the attacking exec never reported");
+        sleep(Duration::from_millis(10));
+    }
+    rt.ok(&["start", &id]);
+    let report_path = out_dir.join("report");
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let report = loop {
+        let text = fs::read_to_string(&report_path).unwrap_or_default();
+        if text.contains("reopen-write") || text.contains("open: failed") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the attack never finished: {text:?}");
+        sleep(Duration::from_millis(20));
+    };
+
+    copied.assert_binary_unchanged();
+    assert_ne!(field(&report, "reopen-write"), "ok", "{report}");
+    report
+}
+
+#[test]
+fn exe_reopen_attack_fails() {
+    let report = reopen_attack(&[], "exe-reopen");
+
+    // Non-dumpable already stops the first step.
+    assert_eq!(field(&report, "open"), "failed", "{report}");
+}
+
+/// CAP_SYS_PTRACE lets the container open /proc/PID/exe of a non-dumpable
+/// process, so non-dumpable alone does not protect such containers.
+#[test]
+fn exe_reopen_attack_with_ptrace_fails() {
+    let report = reopen_attack(&["CAP_SYS_PTRACE"], "exe-reopen-ptrace");
+
+    // The descriptor leads to the sealed copy, which takes no writes.
+    assert_eq!(field(&report, "open"), "ok", "{report}");
+    assert!(field(&report, "reopen-write").contains("Operation not permitted"), "{report}");
+}
+
+/// A startContainer hook runs in the container while its parent, the init,
+/// still runs the runtime binary.
+#[test]
+fn init_exe_unreachable_from_start_hook() {
+    let copied = CopiedRuntime::new();
+    let rt = &copied.rt;
+    let out_dir = rt.tempdir("hook-out");
+    let mut bundle = Bundle::with_args(rt, &["true"]);
+    bundle.add_mount(json!({ "destination": "/out", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] }));
+    let script = format!("{{\n{PROBE_EXE}\n}} > /out/report");
+    bundle.edit(|config| {
+        config["hooks"] = json!({ "startContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", script, "sh", "1"] }] });
+    });
+    let id = rt.id("exe-hook");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let report = fs::read_to_string(out_dir.join("report")).expect("the hook wrote its report");
+    assert_exe_unreachable(&report, "init seen from a startContainer hook");
+    copied.assert_binary_unchanged();
+}
+
+/// Finds a process other than pid 1 whose comm is conman-runtime, waiting
+/// up to 10 s for one, and runs `PROBE_EXE` on it.
+fn find_and_probe_script() -> String {
+    format!(
+        r#"i=0
+while [ $i -lt 1000 ]; do
+  for d in /proc/[0-9]*; do
+    p=${{d#/proc/}}
+    if [ "$p" != 1 ] && [ "$(cat $d/comm 2>/dev/null)" = conman-runtime ]; then
+      set -- "$p"
+      {{
+{PROBE_EXE}
+      }}
+      exit 0
+    fi
+  done
+  sleep 0.01; i=$((i+1))
+done
+echo "no runtime process found"
+"#
+    )
+}
+
+/// An `exec` process is in the container's pid namespace from its fork to
+/// its execve. Here it blocks there: the container made its /etc/passwd a
+/// FIFO, which the process reads to find HOME.
+#[test]
+fn exec_process_exe_unreachable_before_execve() {
+    let copied = CopiedRuntime::new();
+    let rt = &copied.rt;
+    let bundle = Bundle::with_args(rt, &["sleep", "1000"]);
+    let id = rt.id("exe-exec");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+    // Made after the init read /etc/passwd, through the rootfs directory on
+    // the host, which the container sees read-only.
+    let passwd = bundle.rootfs().join("etc/passwd");
+    fs::create_dir_all(bundle.rootfs().join("etc")).unwrap();
+    nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo rootfs/etc/passwd");
+
+    let blocked = Spawned::new(rt.command(&["exec", &id, "true"]));
+    let out = rt.output(&["exec", "-e", "HOME=/", &id, "sh", "-c", &find_and_probe_script()]);
+    // Writing a passwd entry lets the blocked exec go on.
+    fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\n").expect("write to the FIFO at /etc/passwd");
+    let finished = blocked.wait(COMMAND_TIMEOUT);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_exe_unreachable(&out.stdout, "exec process before execve");
+    assert_eq!(finished.code, 0, "the blocked exec: {finished}");
+    copied.assert_binary_unchanged();
+}
+
+/// A container that joins another's pid namespace (as the containers of a
+/// pod do) shows its init to that container during the whole set-up.
+#[test]
+fn init_exe_unreachable_in_shared_pid_namespace() {
+    let copied = CopiedRuntime::new();
+    let rt = &copied.rt;
+    let first = Bundle::with_args(rt, &["sleep", "1000"]);
+    let first_id = rt.id("exe-pod-first");
+    let pid_file = rt.tempdir("pid").join("init.pid");
+    rt.ok(&["run", "--detach", "--bundle", first.path_str(), "--pid-file", pid_file.to_str().unwrap(), &first_id]);
+    let first_pid = read_pid_file(&pid_file);
+    let mut second = Bundle::with_args(rt, &["sleep", "1000"]);
+    second.edit(|config| {
+        for ns in config["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "pid" {
+                ns["path"] = format!("/proc/{first_pid}/ns/pid").into();
+            }
+        }
+    });
+    let second_id = rt.id("exe-pod-second");
+    rt.create(&second, &second_id);
+
+    let out = rt.output(&["exec", &first_id, "sh", "-c", &find_and_probe_script()]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_exe_unreachable(&out.stdout, "init of a container that joined the pid namespace");
+    copied.assert_binary_unchanged();
+}
