@@ -275,3 +275,192 @@ fn init_exe_unreachable_in_shared_pid_namespace() {
     assert_exe_unreachable(&out.stdout, "init of a container that joined the pid namespace");
     copied.assert_binary_unchanged();
 }
+
+/// Host descriptors that a test places in the runtime command before it
+/// starts, without close-on-exec: a directory and a file of the host, each
+/// at several numbers.
+struct LeakedFds {
+    dir: File,
+    file: File,
+    host_dir: PathBuf,
+}
+
+/// Descriptor numbers at which `LeakedFds` places the host directory; the
+/// host file goes to the numbers in `LEAKED_FILE_FDS`.
+const LEAKED_DIR_FDS: &[i32] = &[3, 5, 7, 42];
+const LEAKED_FILE_FDS: &[i32] = &[4, 6];
+
+/// Content of the host file that no container may read.
+const SECRET: &str = "host secret\n";
+
+impl LeakedFds {
+    fn new(rt: &Runtime) -> LeakedFds {
+        let host_dir = rt.tempdir("leaked-dir");
+        fs::write(host_dir.join("secret"), SECRET).unwrap();
+        LeakedFds {
+            dir: File::open(&host_dir).expect("open the host directory"),
+            file: File::open(host_dir.join("secret")).expect("open the host file"),
+            host_dir,
+        }
+    }
+
+    /// Makes `command` start with the host descriptors at their numbers.
+    fn apply(&self, command: &mut std::process::Command) {
+        let mut plan: Vec<(i32, i32)> = LEAKED_DIR_FDS.iter().map(|&to| (self.dir.as_raw_fd(), to)).collect();
+        plan.extend(LEAKED_FILE_FDS.iter().map(|&to| (self.file.as_raw_fd(), to)));
+        // Duplicate first to numbers above every target, so that no target
+        // overwrites a source that is still needed.
+        // SAFETY: the closure only calls async-signal-safe fcntl and dup2.
+        unsafe {
+            command.pre_exec(move || {
+                for &(from, to) in &plan {
+                    let high = libc::fcntl(from, libc::F_DUPFD, 100 + to);
+                    if high < 0 || libc::dup2(high, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Lists the container process's descriptors with their targets, as
+/// "N -> TARGET" lines.
+const LIST_FDS: &str = "ls -l /proc/self/fd | sed -n 's/.* \\([0-9]*\\) -> \\(.*\\)/\\1 -> \\2/p'";
+
+/// Returns the descriptor numbers in a `LIST_FDS` listing, without the one
+/// that `ls` opened on the fd directory itself.
+fn listed_fds(listing: &str) -> Vec<i32> {
+    listing
+        .lines()
+        .filter_map(|line| line.split_once(" -> "))
+        .filter(|(_, target)| !(target.starts_with("/proc/") && target.ends_with("/fd")))
+        .filter_map(|(fd, _)| fd.parse().ok())
+        .collect()
+}
+
+/// Starts `command` with the host descriptors of `leaked` and returns its
+/// output.
+fn output_with_leaks(rt: &Runtime, leaked: &LeakedFds, args: &[&str]) -> Output {
+    let mut command = rt.command(args);
+    leaked.apply(&mut command);
+    rt.output_of(command)
+}
+
+#[test]
+fn run_passes_only_stdio() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", LIST_FDS]);
+    let id = rt.id("fds-run");
+
+    let out = output_with_leaks(&rt, &leaked, &["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(listed_fds(&out.stdout), [0, 1, 2], "{out}");
+}
+
+#[test]
+fn run_preserve_fds_passes_only_those() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", LIST_FDS]);
+    let id = rt.id("fds-preserve");
+
+    let out = output_with_leaks(&rt, &leaked, &["run", "--preserve-fds", "2", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(listed_fds(&out.stdout), [0, 1, 2, 3, 4], "{out}");
+}
+
+/// The init is cloned by `create`, which has the leaked descriptors; the
+/// program runs after `start`, which has none.
+#[test]
+fn create_start_passes_only_stdio() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let out_dir = rt.tempdir("fds-out");
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", &format!("{LIST_FDS} > /out/fds")]);
+    bundle.add_mount(json!({ "destination": "/out", "type": "bind", "source": out_dir, "options": ["rbind", "rw"] }));
+    let id = rt.id("fds-create");
+
+    let created = output_with_leaks(&rt, &leaked, &["create", "--bundle", bundle.path_str(), &id]);
+    assert_eq!(created.code, 0, "{created}");
+    rt.ok(&["start", &id]);
+    assert_eq!(rt.wait_for_status(&id, "stopped"), "stopped");
+
+    let listing = fs::read_to_string(out_dir.join("fds")).expect("the container wrote its fd list");
+    assert_eq!(listed_fds(&listing), [0, 1, 2], "{listing}");
+}
+
+#[test]
+fn exec_passes_only_stdio() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("fds-exec");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+
+    let plain = output_with_leaks(&rt, &leaked, &["exec", &id, "sh", "-c", LIST_FDS]);
+    let preserved = output_with_leaks(&rt, &leaked, &["exec", "--preserve-fds", "1", &id, "sh", "-c", LIST_FDS]);
+
+    assert_eq!(plain.code, 0, "{plain}");
+    assert_eq!(listed_fds(&plain.stdout), [0, 1, 2], "{plain}");
+    assert_eq!(preserved.code, 0, "{preserved}");
+    assert_eq!(listed_fds(&preserved.stdout), [0, 1, 2, 3], "{preserved}");
+}
+
+/// Highest descriptor number that the cwd tests try: above every leaked
+/// one below 42 and every descriptor that the runtime opens itself.
+const MAX_CWD_FD: i32 = 20;
+
+/// Asserts that a process whose cwd was `/proc/self/fd/N` either failed
+/// to start or runs inside the container, and never read the host file.
+fn assert_cwd_contained(out: &Output, leaked: &LeakedFds, cwd: &str) {
+    assert!(!out.stdout.contains(SECRET.trim()), "cwd {cwd} reached the host directory: {out}");
+    if out.code == 0 {
+        let pwd = out.stdout.lines().next().unwrap_or_default();
+        assert!(pwd.starts_with('/'), "cwd {cwd}: pwd printed {pwd:?}: {out}");
+        assert!(!pwd.starts_with(leaked.host_dir.to_str().unwrap()), "cwd {cwd} is the host directory: {out}");
+    } else {
+        assert!(out.stderr.contains(cwd), "cwd {cwd}: the error does not name the cwd: {out}");
+    }
+}
+
+/// CVE-2024-21626: a descriptor of a host directory that is still open in
+/// the init when it changes to `process.cwd` would put the container outside
+/// its root.
+#[test]
+fn cwd_through_proc_fd_stays_inside() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", "pwd; cat secret"]);
+
+    for fd in [3, 5, 7, 42].into_iter().chain(8..=MAX_CWD_FD) {
+        let cwd = format!("/proc/self/fd/{fd}");
+        bundle.edit(|config| config["process"]["cwd"] = cwd.clone().into());
+        let id = rt.id("cwd-fd");
+
+        let out = output_with_leaks(&rt, &leaked, &["run", "--bundle", bundle.path_str(), &id]);
+
+        assert_cwd_contained(&out, &leaked, &cwd);
+    }
+}
+
+#[test]
+fn exec_cwd_through_proc_fd_stays_inside() {
+    let rt = Runtime::new();
+    let leaked = LeakedFds::new(&rt);
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("exec-cwd-fd");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+
+    for fd in [3, 5, 7, 42].into_iter().chain(8..=MAX_CWD_FD) {
+        let cwd = format!("/proc/self/fd/{fd}");
+
+        let out = output_with_leaks(&rt, &leaked, &["exec", "--cwd", &cwd, &id, "sh", "-c", "pwd; cat secret"]);
+
+        assert_cwd_contained(&out, &leaked, &cwd);
+    }
+}

@@ -344,12 +344,16 @@ pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> R
 /// outside the root, and getcwd(2) then reports it as "(unreachable)".
 fn change_directory(cwd: &Path) -> Result<()> {
     nix::unistd::chdir(cwd).context(|| format!("chdir to the process's cwd \"{}\"", cwd.display()))?;
-    let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
+    let outside = || Error::Init(format!("working directory \"{}\" is outside the container", cwd.display()));
+    // glibc's getcwd fails with ENOENT where the kernel's reports
+    // "(unreachable)".
+    let actual = match std::env::current_dir() {
+        Ok(actual) => actual,
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Err(outside()),
+        Err(err) => return Err(Error::io("read the working directory", err)),
+    };
     if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(Error::Init(format!(
-            "working directory \"{}\" is outside the container",
-            cwd.display()
-        )));
+        return Err(outside());
     }
     Ok(())
 }
