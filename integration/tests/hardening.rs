@@ -464,3 +464,353 @@ fn exec_cwd_through_proc_fd_stays_inside() {
         assert_cwd_contained(&out, &leaked, &cwd);
     }
 }
+
+/// Lists the names in a host directory.
+fn entries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|err| panic!("read {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Returns the mount points in a /proc/mounts text.
+fn mount_points(mounts: &str) -> Vec<&str> {
+    mounts.lines().filter_map(|line| line.split_whitespace().nth(1)).collect()
+}
+
+/// Makes rootfs/mnt/evil a symlink to `link_target` and mounts a tmpfs at
+/// /mnt/evil/<host dir>/x, which a resolution on the host would put into
+/// that host directory.
+fn assert_mount_through_link_stays_inside(link_target: &str, name: &str) {
+    let rt = Runtime::new();
+    let host_dir = rt.tempdir("escape-target");
+    let mut bundle = Bundle::with_args(&rt, &["cat", "/proc/mounts"]);
+    fs::create_dir_all(bundle.rootfs().join("mnt")).unwrap();
+    symlink(link_target, bundle.rootfs().join("mnt/evil")).unwrap();
+    let destination = format!("/mnt/evil{}/x", host_dir.display());
+    bundle.add_mount(json!({ "destination": destination, "type": "tmpfs", "source": "tmpfs" }));
+    let id = rt.id(name);
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(entries(&host_dir), Vec::<String>::new(), "the mount point was made in the host directory");
+    let inside = bundle.rootfs().join(host_dir.strip_prefix("/").unwrap()).join("x");
+    assert!(inside.is_dir(), "the mount point is not in the rootfs at {}", inside.display());
+    let expected = format!("{}/x", host_dir.display());
+    assert!(mount_points(&out.stdout).contains(&expected.as_str()), "no mount at {expected}: {out}");
+}
+
+#[test]
+fn mount_through_link_to_root() {
+    assert_mount_through_link_stays_inside("/", "link-root");
+}
+
+#[test]
+fn mount_through_link_to_dotdot() {
+    assert_mount_through_link_stays_inside("../../..", "link-dotdot");
+}
+
+/// A destination that is itself a symlink to `/` names the rootfs's own
+/// root: the mount covers the container's root, never the host's.
+#[test]
+fn mount_on_link_to_root() {
+    let rt = Runtime::new();
+    let host_dir = rt.tempdir("bind-source");
+    fs::write(host_dir.join("marker"), "bound\n").unwrap();
+    let mut bundle = Bundle::with_args(&rt, &["true"]);
+    fs::create_dir_all(bundle.rootfs().join("mnt")).unwrap();
+    symlink("/", bundle.rootfs().join("mnt/evil")).unwrap();
+    bundle.add_mount(json!({ "destination": "/mnt/evil", "type": "bind", "source": host_dir, "options": ["rbind"] }));
+    let host_root_mounts = mount_lines_at("/");
+    let id = rt.id("link-is-root");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(mount_lines_at("/"), host_root_mounts, "the host's / changed: {out}");
+    assert!(!Path::new("/marker").exists(), "the bind source appeared at the host's /");
+    assert!(!bundle.rootfs().join("marker").exists(), "the bind reached the rootfs directory on the host");
+    // The container runs or fails; either way nothing of it is left.
+    assert_no_leftovers(&rt, &id);
+}
+
+/// Returns the host's mountinfo lines whose mount point is `target`.
+fn mount_lines_at(target: &str) -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter(|line| line.split_whitespace().nth(4) == Some(target))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Prints "PATH MAJOR:MINOR BYTES" (hex device numbers) for a file, or
+/// "PATH absent".
+const DESCRIBE_FILE: &str = r#"for p in "$@"; do
+  if [ -e "$p" ]; then echo "$p $(stat -L -c %t:%T "$p") $(cat "$p" | wc -c)"; else echo "$p absent"; fi
+done"#;
+
+/// Runs a container without the /dev tmpfs, so that the runtime makes its
+/// devices in the rootfs's own /dev, after `prepare` changed that rootfs.
+/// Returns the output of `DESCRIBE_FILE` on /dev/null and two masked paths.
+fn masked_with_rootfs_dev(prepare: impl FnOnce(&Path), name: &str) -> Output {
+    let rt = Runtime::new();
+    let mut args = vec!["sh", "-c", DESCRIBE_FILE, "sh", "/dev/null", "/proc/keys", "/proc/timer_list"];
+    args.push("/etc/alias");
+    let mut bundle = Bundle::with_args(&rt, &args);
+    bundle.edit(|config| {
+        config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev");
+        config["linux"]["maskedPaths"].as_array_mut().unwrap().push("/etc/alias".into());
+    });
+    fs::create_dir_all(bundle.rootfs().join("dev")).unwrap();
+    fs::create_dir_all(bundle.rootfs().join("etc")).unwrap();
+    fs::write(bundle.rootfs().join("etc/real"), SECRET).unwrap();
+    symlink("real", bundle.rootfs().join("etc/alias")).unwrap();
+    prepare(&bundle.rootfs());
+    let id = rt.id(name);
+    rt.output(&["run", "--bundle", bundle.path_str(), &id])
+}
+
+/// Asserts that /dev/null is the null device and that every masked path
+/// reads empty, a masked symlink included.
+fn assert_masks_hold(out: &Output) {
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.lines().any(|l| l == "/dev/null 1:3 0"), "/dev/null is not the null device: {out}");
+    for path in ["/proc/keys", "/proc/timer_list", "/etc/alias"] {
+        let line = out.stdout.lines().find(|l| l.starts_with(&format!("{path} "))).unwrap_or_default();
+        assert!(
+            line == format!("{path} 1:3 0") || (line == format!("{path} absent") && path.starts_with("/proc")),
+            "{path} is not masked: {out}"
+        );
+    }
+    assert!(!out.stdout.contains(SECRET.trim()), "a masked file was read: {out}");
+}
+
+#[test]
+fn masks_hold_with_dev_null_symlink() {
+    let rt = Runtime::new();
+    let host_file = rt.tempdir("host-file").join("target");
+    fs::write(&host_file, SECRET).unwrap();
+    let out = masked_with_rootfs_dev(|rootfs| symlink(&host_file, rootfs.join("dev/null")).unwrap(), "null-link");
+
+    assert_masks_hold(&out);
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), SECRET, "the host file changed");
+}
+
+#[test]
+fn masks_hold_with_dev_null_file() {
+    let out = masked_with_rootfs_dev(|rootfs| fs::write(rootfs.join("dev/null"), SECRET).unwrap(), "null-file");
+
+    assert_masks_hold(&out);
+}
+
+/// With /dev bind-mounted from a directory, the runtime makes no devices
+/// and must not mask with a /dev/null that is not the null device.
+#[test]
+fn masking_refuses_fake_dev_null() {
+    let rt = Runtime::new();
+    let fake_dev = rt.tempdir("fake-dev");
+    fs::write(fake_dev.join("null"), SECRET).unwrap();
+    let mut bundle = Bundle::with_args(&rt, &["cat", "/proc/keys"]);
+    bundle.edit(|config| {
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| !m["destination"].as_str().unwrap_or_default().starts_with("/dev"));
+        mounts.push(json!({ "destination": "/dev", "type": "bind", "source": fake_dev, "options": ["rbind"] }));
+    });
+    let id = rt.id("fake-null");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("/dev/null"), "{out}");
+    assert!(out.stderr.contains("not the null device"), "{out}");
+    assert_eq!(fs::read_to_string(fake_dev.join("null")).unwrap(), SECRET);
+    assert_no_leftovers(&rt, &id);
+}
+
+/// The pty is bind-mounted at /dev/console; a symlink there in the rootfs
+/// must not lead that mount to a host file.
+#[test]
+fn console_symlink_stays_inside() {
+    use std::os::unix::net::UnixListener;
+
+    let rt = Runtime::new();
+    let host_file = rt.tempdir("console-target").join("target");
+    fs::write(&host_file, SECRET).unwrap();
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", "echo ok > /dev/console"]);
+    bundle.edit(|config| {
+        config["process"]["terminal"] = true.into();
+        config["mounts"].as_array_mut().unwrap().retain(|m| m["destination"] != "/dev");
+    });
+    fs::create_dir_all(bundle.rootfs().join("dev")).unwrap();
+    symlink(&host_file, bundle.rootfs().join("dev/console")).unwrap();
+    let socket_path = rt.tempdir("console").join("console.sock");
+    let listener = UnixListener::bind(&socket_path).expect("bind the console socket");
+    let id = rt.id("console-link");
+
+    let socket = socket_path.to_str().unwrap();
+    let mut create = Spawned::new(rt.command(&["create", "--bundle", bundle.path_str(), "--console-socket", socket, &id]));
+    let stream = conman_integration::accept_console(&listener, &mut create);
+    let master = conman_integration::receive_pty_master(&stream);
+    let created = create.wait(COMMAND_TIMEOUT);
+    assert_eq!(created.code, 0, "create: {created}");
+    let host_mounts = conman_integration::host_mounts_mentioning(host_file.to_str().unwrap());
+    rt.ok(&["start", &id]);
+    let output = conman_integration::read_pty_until_closed(&master, COMMAND_TIMEOUT);
+
+    assert!(output.contains("ok"), "the container's console is not the pty: {output:?}");
+    assert_eq!(host_mounts, Vec::<String>::new(), "the pty was mounted on the host file");
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), SECRET, "the host file changed");
+}
+
+/// Prints "PATH ok" when PATH opens for appending, "PATH absent" when it
+/// does not exist, or "PATH <error>" with the shell's message. Nothing is
+/// written: opening is enough to show whether the mount allows writes.
+const PROBE_WRITES: &str = r#"for p in "$@"; do
+  if [ ! -e "$p" ] && [ "${p##*/}" != new-file ]; then echo "$p absent"; continue; fi
+  if r=$( (exec 3>>"$p") 2>&1 ); then echo "$p ok"; else echo "$p $r"; fi
+done"#;
+
+/// Files that the default configuration makes read-only: under the
+/// readonlyPaths /proc/sys, /proc/sysrq-trigger, /proc/irq and /proc/bus,
+/// and under the read-only /sys and /sys/fs/cgroup. A `new-file` tests the
+/// creation of a file; procfs cannot take that test, because it reports
+/// ENOENT for any new name. /proc/bus has no file that root may write
+/// without CAP_DAC_OVERRIDE, so `READ_ONLY_MOUNTS` covers it.
+const READ_ONLY_FILES: &[&str] = &[
+    "/proc/sys/kernel/hostname",
+    "/proc/sys/vm/drop_caches",
+    "/proc/sysrq-trigger",
+    "/proc/irq/default_smp_affinity",
+    "/sys/kernel/profiling",
+    "/sys/kernel/new-file",
+    "/sys/fs/cgroup/new-file",
+];
+
+/// Mount points that the default configuration makes read-only mounts.
+const READ_ONLY_MOUNTS: &[&str] = &["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/sys", "/sys/fs/cgroup"];
+
+#[test]
+fn default_read_only_paths_reject_writes() {
+    let rt = Runtime::new();
+    let script = format!("{PROBE_WRITES}\necho ---\ncat /proc/self/mountinfo");
+    let mut args = vec!["sh", "-c", &script, "sh"];
+    args.extend(READ_ONLY_FILES);
+    let bundle = Bundle::with_args(&rt, &args);
+    let id = rt.id("ro-defaults");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let (_, mountinfo) = out.stdout.split_once("---\n").unwrap_or_else(|| panic!("no mountinfo: {out}"));
+    for mount_point in READ_ONLY_MOUNTS {
+        // Field 5 is the mount point and field 6 the per-mount options.
+        let options: Vec<&str> = mountinfo
+            .lines()
+            .filter(|line| line.split_whitespace().nth(4) == Some(*mount_point))
+            .filter_map(|line| line.split_whitespace().nth(5))
+            .collect();
+        if options.is_empty() {
+            assert!(!Path::new(mount_point).exists(), "{mount_point} is not a mount in the container: {mountinfo}");
+            continue;
+        }
+        let last = options.last().unwrap();
+        assert!(last.split(',').any(|o| o == "ro"), "{mount_point} is mounted {last}: {mountinfo}");
+    }
+    for path in READ_ONLY_FILES {
+        let line = out.stdout.lines().find(|l| l.starts_with(&format!("{path} "))).unwrap_or_default();
+        if !Path::new(path).exists() && !path.ends_with("/new-file") {
+            // The kernel has no such file (no CONFIG_MAGIC_SYSRQ, say).
+            assert_eq!(line, format!("{path} absent"), "{out}");
+            continue;
+        }
+        assert!(line.ends_with("Read-only file system"), "{path} is writable in the container: {out}");
+    }
+}
+
+/// Prints, for each path, "PATH dir N" with its number of entries, "PATH
+/// file N" with its size in bytes as read, or "PATH absent".
+const DESCRIBE_MASKED: &str = r#"for p in "$@"; do
+  if [ -d "$p" ]; then echo "$p dir $(ls -A "$p" | wc -l)"
+  elif [ -e "$p" ]; then echo "$p file $(cat "$p" | wc -c)"
+  else echo "$p absent"; fi
+done"#;
+
+#[test]
+fn default_masked_paths_read_empty() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::new(&rt);
+    let masked: Vec<String> = bundle.config()["linux"]["maskedPaths"]
+        .as_array()
+        .expect("the default config has maskedPaths")
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    let mut args = vec!["sh", "-c", DESCRIBE_MASKED, "sh"];
+    args.extend(masked.iter().map(String::as_str));
+    bundle.set_args(&args);
+    let id = rt.id("masked-defaults");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let mut checked = 0;
+    for path in &masked {
+        let line = out.stdout.lines().find(|l| l.starts_with(&format!("{path} "))).unwrap_or_default();
+        let host = Path::new(path);
+        let expected = if host.is_dir() {
+            format!("{path} dir 0")
+        } else if host.exists() {
+            format!("{path} file 0")
+        } else {
+            format!("{path} absent")
+        };
+        checked += usize::from(host.exists());
+        assert_eq!(line, expected, "{out}");
+    }
+    assert!(checked > 0, "none of the masked paths exists on this host: {masked:?}");
+}
+
+/// A bind mount over /proc/sys must not receive the runtime's sysctl
+/// writes: they would land in the host directory behind it.
+#[test]
+fn sysctl_not_written_through_mount() {
+    let rt = Runtime::new();
+    let fake_sys = rt.tempdir("fake-proc-sys");
+    fs::create_dir_all(fake_sys.join("kernel")).unwrap();
+    fs::write(fake_sys.join("kernel/domainname"), SECRET).unwrap();
+    let mut bundle = Bundle::with_args(&rt, &["true"]);
+    bundle.add_mount(json!({ "destination": "/proc/sys", "type": "bind", "source": fake_sys, "options": ["rbind"] }));
+    bundle.edit(|config| config["linux"]["sysctl"] = json!({ "kernel.domainname": "redirected" }));
+    let id = rt.id("sysctl-mount");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(fs::read_to_string(fake_sys.join("kernel/domainname")).unwrap(), SECRET, "the sysctl reached the host file");
+    assert_ne!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("kernel.domainname"), "{out}");
+    assert!(out.stderr.contains("procfs"), "{out}");
+    assert_no_leftovers(&rt, &id);
+}
+
+/// The container's /proc is its own procfs even when the rootfs made /proc
+/// a symlink: the runtime's writes (oomScoreAdj) reach that procfs, and
+/// the rootfs's fake files stay as they were.
+#[test]
+fn proc_symlink_in_rootfs_is_contained() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["cat", "/proc/self/oom_score_adj", "/fakeproc/self/oom_score_adj"]);
+    let rootfs = bundle.rootfs();
+    fs::create_dir_all(rootfs.join("fakeproc/self")).unwrap();
+    fs::write(rootfs.join("fakeproc/self/oom_score_adj"), "0\n").unwrap();
+    symlink("fakeproc", rootfs.join("proc")).unwrap();
+    bundle.edit(|config| config["process"]["oomScoreAdj"] = 123.into());
+    let id = rt.id("proc-link");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    // The procfs is mounted where the link points, inside the rootfs.
+    assert_eq!(out.stdout, "123\n123\n", "{out}");
+    assert_eq!(fs::read_to_string(rootfs.join("fakeproc/self/oom_score_adj")).unwrap(), "0\n");
+}

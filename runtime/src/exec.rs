@@ -295,7 +295,7 @@ fn child(
             terminal::become_session_leader(&slave)?;
         }
         if let Some(score) = process.oom_score_adj() {
-            sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+            crate::procfs::write("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
         }
         let exec = crate::process::prepare(process, seccomp)?;
         init::prepare_descriptors(preserve_fds)?;

@@ -173,7 +173,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     }
 
     if let Some(score) = process.oom_score_adj() {
-        sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+        crate::procfs::write("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
     }
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;

@@ -16,6 +16,7 @@ pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;
