@@ -814,3 +814,112 @@ fn proc_symlink_in_rootfs_is_contained() {
     assert_eq!(out.stdout, "123\n123\n", "{out}");
     assert_eq!(fs::read_to_string(rootfs.join("fakeproc/self/oom_score_adj")).unwrap(), "0\n");
 }
+
+/// Reports whether this host has AppArmor enabled, as the runtime decides it.
+fn host_has_apparmor() -> bool {
+    fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|text| text.starts_with('Y'))
+}
+
+/// Reports whether this host has SELinux enabled (selinuxfs is mounted).
+fn host_has_selinux() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// Runs `create` on a bundle changed by `change`. On a host without the
+/// security module, asserts that it failed with one line that names
+/// `field` and `missing`, and left nothing behind. On a host with it,
+/// asserts that this error did not occur.
+fn assert_needs_module(change: impl FnOnce(&mut Value), field: &str, missing: &str, host_has_it: bool, name: &str) {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["true"]);
+    bundle.edit(change);
+    let id = rt.id(name);
+
+    let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+    if host_has_it {
+        assert!(!out.stderr.contains(missing), "{out}");
+        return;
+    }
+    assert_ne!(out.code, 0, "{out}");
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "stderr is not one line: {out}");
+    assert!(out.stderr.contains(field), "{out}");
+    assert!(out.stderr.contains(missing), "{out}");
+    assert_no_leftovers(&rt, &id);
+}
+
+#[test]
+fn apparmor_profile_needs_apparmor() {
+    assert_needs_module(
+        |config| config["process"]["apparmorProfile"] = "unconfined".into(),
+        "process.apparmorProfile",
+        "this host has no AppArmor",
+        host_has_apparmor(),
+        "apparmor",
+    );
+}
+
+#[test]
+fn selinux_label_needs_selinux() {
+    assert_needs_module(
+        |config| config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0".into(),
+        "process.selinuxLabel",
+        "this host has no SELinux",
+        host_has_selinux(),
+        "selinux-label",
+    );
+}
+
+#[test]
+fn mount_label_needs_selinux() {
+    assert_needs_module(
+        |config| config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0".into(),
+        "linux.mountLabel",
+        "this host has no SELinux",
+        host_has_selinux(),
+        "mount-label",
+    );
+}
+
+/// `exec --process` with a profile or label fails the same way, and the
+/// container keeps running.
+#[test]
+fn exec_security_fields_need_modules() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("exec-lsm");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+    let cases = [
+        ("apparmorProfile", "unconfined", "this host has no AppArmor", host_has_apparmor()),
+        ("selinuxLabel", "system_u:system_r:container_t:s0", "this host has no SELinux", host_has_selinux()),
+    ];
+
+    for (field, value, missing, host_has_it) in cases {
+        let mut process = json!({ "args": ["true"], "cwd": "/", "user": { "uid": 0, "gid": 0 } });
+        process[field] = value.into();
+        let path = rt.tempdir("process").join("process.json");
+        fs::write(&path, process.to_string()).unwrap();
+
+        let out = rt.output(&["exec", "--process", path.to_str().unwrap(), &id]);
+
+        if host_has_it {
+            assert!(!out.stderr.contains(missing), "{field}: {out}");
+            continue;
+        }
+        assert_ne!(out.code, 0, "{field}: {out}");
+        assert!(out.stderr.contains(&format!("process.{field}")), "{out}");
+        assert!(out.stderr.contains(missing), "{out}");
+        assert_eq!(rt.status(&id), "running", "a failed exec must leave the container running");
+    }
+}
+
+#[test]
+fn features_report_host_modules() {
+    let rt = Runtime::new();
+
+    let out = rt.ok(&["features"]);
+
+    let features: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("features is not JSON ({err}): {out}"));
+    assert_eq!(features["linux"]["apparmor"]["enabled"], host_has_apparmor(), "{out}");
+    assert_eq!(features["linux"]["selinux"]["enabled"], host_has_selinux(), "{out}");
+}

@@ -93,6 +93,9 @@ impl Runtime {
         let rootfs = std::fs::canonicalize(&rootfs).context(|| format!("rootfs {}", rootfs.display()))?;
         let linux = spec.linux().as_ref().expect("checked by spec::check_supported");
         let process = spec.process().as_ref().expect("checked by spec::check_supported");
+        // Before anything exists, so that a missing security module leaves
+        // nothing behind.
+        crate::lsm::check_host(process, linux.mount_label().as_deref())?;
         let plan = namespaces::plan(linux)?;
         if !plan.has_mount {
             return Err(Error::InvalidConfig(

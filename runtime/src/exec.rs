@@ -88,6 +88,7 @@ impl Runtime {
                 process.cwd().display()
             )));
         }
+        crate::lsm::check_host(process, None)?;
         let terminal = process.terminal().unwrap_or(false);
         if terminal && options.console_socket.is_none() && options.detach {
             return Err(Error::InvalidArgument(

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod features;
 pub mod hooks;
 pub mod init;
+pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;

@@ -288,9 +288,10 @@ mod tests {
     }
 }
 
-/// Applies the process attributes that need privileges (rlimits,
-/// capabilities, user, no_new_privs), changes to the working directory and
-/// resolves the executable. Returns the execve arguments, ready to use.
+/// Applies the process attributes that need privileges (AppArmor profile
+/// and SELinux label, rlimits, capabilities, user, no_new_privs), changes
+/// to the working directory and resolves the executable. Returns the execve
+/// arguments, ready to use.
 ///
 /// The seccomp filter is loaded last when no_new_privs is set, so that it
 /// governs as little of the set-up as possible. Without no_new_privs, only a
@@ -298,6 +299,7 @@ mod tests {
 /// before capabilities are dropped.
 pub fn prepare(process: &Process, seccomp: Option<&crate::seccomp::Filter>) -> Result<ExecArgs> {
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    crate::lsm::apply(process)?;
     if let Some(filter) = seccomp.filter(|_| !no_new_privs) {
         crate::seccomp::load(filter)?;
     }

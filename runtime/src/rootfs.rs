@@ -200,7 +200,9 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount) -> Result<()> {
         let target = mkdir_all_in_root(root, destination)?;
         let source = cstring(entry.source().as_deref().unwrap_or(Path::new(typ)))?;
         let fstype = cstring(typ)?;
-        let data = options.data_cstring();
+        let mount_label = ctx.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
+        let data = crate::lsm::mount_data(typ, &options.data, mount_label);
+        let data = if data.is_empty() { None } else { Some(cstring(data.join(","))?) };
         let mut flags = options.flags;
         if flags & libc::MS_REMOUNT != 0 {
             flags |= libc::MS_BIND;

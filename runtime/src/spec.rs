@@ -137,12 +137,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
     if process.user().username().is_some() {
         return Err(unsupported("process.user.username"));
     }
-    if process.apparmor_profile().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(unsupported("process.apparmorProfile"));
-    }
-    if process.selinux_label().as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(unsupported("process.selinuxLabel"));
-    }
     if process.io_priority().is_some() {
         return Err(unsupported("process.ioPriority"));
     }
@@ -189,9 +183,6 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         if seccomp.listener_path().is_some() {
             return Err(unsupported("linux.seccomp.listenerPath"));
         }
-    }
-    if linux.mount_label().as_deref().is_some_and(|l| !l.is_empty()) {
-        return Err(unsupported("linux.mountLabel"));
     }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt"));
