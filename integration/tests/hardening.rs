@@ -46,7 +46,8 @@ impl CopiedRuntime {
     /// Asserts that the binary copy still has its original content.
     fn assert_binary_unchanged(&self) {
         let now = fs::read(self.rt.binary()).expect("read the binary copy");
-        assert!(now.len() == self.original.len() && now == self.original, "the runtime binary was modified");
+        assert_eq!(now.len(), self.original.len(), "the runtime binary changed its size");
+        assert!(now == self.original, "the runtime binary was modified");
     }
 }
 
@@ -68,11 +69,11 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 
 /// Asserts that the probe found a runtime process and could not reach its
 /// executable in any way.
-fn assert_exe_unreachable(report: &str, what: &str) {
-    assert_eq!(field(report, "comm"), "conman-runtime", "{what}: the probed process is not the runtime: {report}");
-    assert_eq!(field(report, "readlink"), "failed", "{what}: {report}");
-    assert!(field(report, "open-read").contains("Permission denied"), "{what}: {report}");
-    assert!(field(report, "open-write").contains("Permission denied"), "{what}: {report}");
+fn assert_exe_unreachable(report: &str, probed: &str) {
+    assert_eq!(field(report, "comm"), "conman-runtime", "{probed}: the probed process is not the runtime: {report}");
+    assert_eq!(field(report, "readlink"), "failed", "{probed}: {report}");
+    assert!(field(report, "open-read").contains("Permission denied"), "{probed}: {report}");
+    assert!(field(report, "open-write").contains("Permission denied"), "{probed}: {report}");
 }
 
 /// Returns `exec <id> sh -c PROBE_EXE sh <pid>` arguments.
@@ -81,7 +82,7 @@ fn probe_args<'a>(id: &'a str, pid: &'a str) -> Vec<&'a str> {
 }
 
 /// The init of a created container waits for `start` while it still runs
-/// the runtime binary: an exec into the container sees it as pid 1.
+/// the runtime binary, and an exec into the container finds it as pid 1.
 #[test]
 fn init_exe_unreachable_before_start() {
     let copied = CopiedRuntime::new();
@@ -98,7 +99,7 @@ fn init_exe_unreachable_before_start() {
     copied.assert_binary_unchanged();
 }
 
-/// The attack of CVE-2019-5736: keep a descriptor of the runtime's
+/// Runs the attack of CVE-2019-5736: keep a descriptor of the runtime's
 /// executable from inside the container, wait until no process runs the
 /// binary (so the kernel no longer refuses writers with ETXTBSY), then
 /// reopen the descriptor for writing. `caps` are added to the container's
@@ -131,7 +132,7 @@ if w=$( (echo pwned >> /proc/self/fd/3) 2>&1 ); then echo "reopen-write: ok" >> 
 "#;
 
     rt.ok(&["exec", "-d", &id, "sh", "-c", attack]);
-    // Start only once the attacker holds its descriptor, or failed to get it.
+    // Start only once the attacker has its descriptor, or failed to get it.
     let deadline = Instant::now() + COMMAND_TIMEOUT;
     while !out_dir.join("opened").exists() && !out_dir.join("report").exists() {
         assert!(Instant::now() < deadline, "the attacking exec never reported");
@@ -230,7 +231,7 @@ fn exec_process_exe_unreachable_before_execve() {
     let id = rt.id("exe-exec");
     rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
     // Made after the init read /etc/passwd, through the rootfs directory on
-    // the host, which the container sees read-only.
+    // the host, because the container's view of it is read-only.
     let passwd = bundle.rootfs().join("etc/passwd");
     fs::create_dir_all(bundle.rootfs().join("etc")).unwrap();
     nix::unistd::mkfifo(&passwd, nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo rootfs/etc/passwd");

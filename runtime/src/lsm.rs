@@ -41,7 +41,7 @@ fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
 
-/// Fails when `process` or `mount_label` asks for a security module that
+/// Fails when `process` or `mount_label` requires a security module that
 /// this host lacks.
 pub fn check_host(process: &Process, mount_label: Option<&str>) -> Result<()> {
     if let Some(profile) = non_empty(process.apparmor_profile()) {
@@ -76,8 +76,8 @@ pub fn check_host(process: &Process, mount_label: Option<&str>) -> Result<()> {
 /// seccomp, which could otherwise forbid the transition or the write.
 pub fn apply(process: &Process) -> Result<()> {
     if let Some(profile) = non_empty(process.apparmor_profile()) {
-        // Kernels since 5.8 have a directory per security module; older
-        // ones only the shared file.
+        // Newer kernels have a directory per security module, older ones
+        // only the shared file.
         let command = format!("exec {profile}");
         match crate::procfs::open("/proc/self/attr/apparmor/exec", libc::O_WRONLY) {
             Ok(file) => write_attr(&file, "/proc/self/attr/apparmor/exec", &command)?,

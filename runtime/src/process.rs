@@ -207,6 +207,8 @@ pub fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 /// Looks up the home directory of `uid` in the container's /etc/passwd.
+/// NOTE: an image that makes /etc/passwd a FIFO blocks the process here
+/// until something writes to it. The process is non-dumpable meanwhile.
 fn home_directory(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// the seals themselves.
 const SEALS: libc::c_int = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// memfd_create flag (Linux 6.3) that asks for an executable memfd, which
+/// memfd_create flag (Linux 6.3) that requests an executable memfd, which
 /// the `vm.memfd_noexec` sysctl may otherwise refuse.
 const MFD_EXEC: libc::c_uint = 0x0010;
 
@@ -52,6 +52,7 @@ pub fn ensure() -> Result<()> {
             return Ok(());
         }
     };
+
     let argv = to_cstrings(std::env::args_os())?;
     let envp = to_cstrings(std::env::vars_os().map(|(key, value)| {
         let mut entry = key;
@@ -63,6 +64,7 @@ pub fn ensure() -> Result<()> {
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|entry| entry.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
+
     let empty = CString::default();
     // SAFETY: every pointer array is null-terminated and its strings outlive
     // the call; execveat only returns on failure.

@@ -61,11 +61,11 @@ pub fn parse(text: &str) -> std::result::Result<Spec, String> {
     Ok(spec)
 }
 
-/// Parses `config.json` bytes and runs every check that `create` makes on
-/// them before it touches the host: the fields, each mount's options, the
-/// cgroup path in both forms and the seccomp profile. The fuzz target in
-/// fuzz/ and the test `spec_fuzz` feed it arbitrary bytes; it must return an
-/// error, never panic.
+/// Parses `config.json` bytes and checks them as `create` does, short of
+/// the checks that read the host (namespace paths, security modules): the
+/// fields, each mount's options, the cgroup path in both forms and the
+/// seccomp profile. The fuzz target in fuzz/ and the test `spec_fuzz` feed
+/// it arbitrary bytes, and it must return an error, never panic.
 pub fn validate(bytes: &[u8]) -> Result<Spec> {
     let invalid = |message: String| Error::Config {
         path: PathBuf::from("config.json"),
