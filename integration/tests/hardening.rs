@@ -513,7 +513,9 @@ fn mount_through_link_to_dotdot() {
 }
 
 /// A destination that is itself a symlink to `/` names the rootfs's own
-/// root: the mount covers the container's root, never the host's.
+/// root, so the mount is stacked on the container's root, never on the
+/// host's. A runtime that followed the link on the host would cover the
+/// rootfs path and fail at pivot_root.
 #[test]
 fn mount_on_link_to_root() {
     let rt = Runtime::new();
@@ -528,10 +530,10 @@ fn mount_on_link_to_root() {
 
     let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
 
+    assert_eq!(out.code, 0, "{out}");
     assert_eq!(mount_lines_at("/"), host_root_mounts, "the host's / changed: {out}");
     assert!(!Path::new("/marker").exists(), "the bind source appeared at the host's /");
     assert!(!bundle.rootfs().join("marker").exists(), "the bind reached the rootfs directory on the host");
-    // The container runs or fails; either way nothing of it is left.
     assert_no_leftovers(&rt, &id);
 }
 
