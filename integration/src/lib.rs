@@ -220,8 +220,15 @@ impl Default for Runtime {
 
 impl Runtime {
     pub fn new() -> Runtime {
+        Self::with_binary(runtime_bin())
+    }
+
+    /// Returns a runtime that runs `binary` instead of the release build,
+    /// for tests that check what a container can do to the runtime's own
+    /// executable.
+    pub fn with_binary(binary: PathBuf) -> Runtime {
         Runtime {
-            binary: runtime_bin(),
+            binary,
             ids: Mutex::new(Vec::new()),
             host_mounts: Mutex::new(Vec::new()),
             tempdirs: Mutex::new(Vec::new()),
@@ -232,6 +239,11 @@ impl Runtime {
     /// Returns the `--root` directory of this test.
     pub fn root(&self) -> &Path {
         self.root.path()
+    }
+
+    /// Returns the `conman-runtime` binary that this runtime runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
     }
 
     /// Returns a container id unique on this host (`name`, the test

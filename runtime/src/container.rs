@@ -69,7 +69,13 @@ impl Runtime {
 
     /// Creates container `id` from the bundle in `options`, leaving its init
     /// waiting for `start`. Returns the init's pid as seen from the host.
+    ///
+    /// Like `run` and `exec`, it first re-executes the process from a sealed
+    /// copy of its binary unless it runs from one already
+    /// ([`crate::sealed_exe::ensure`]): a program that embeds the runtime
+    /// calls that at the start of `main`.
     pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
+        crate::sealed_exe::ensure()?;
         let console = match &options.console_socket {
             Some(path) => Console::Socket(path.clone()),
             None => Console::None,
@@ -91,6 +97,9 @@ impl Runtime {
         let rootfs = std::fs::canonicalize(&rootfs).context(|| format!("rootfs {}", rootfs.display()))?;
         let linux = spec.linux().as_ref().expect("checked by spec::check_supported");
         let process = spec.process().as_ref().expect("checked by spec::check_supported");
+        // Before anything exists, so that a missing security module leaves
+        // nothing behind.
+        crate::lsm::check_host(process, linux.mount_label().as_deref())?;
         let mut plan = namespaces::plan(linux)?;
         if !plan.has_mount {
             return Err(Error::InvalidConfig(
@@ -489,6 +498,7 @@ impl Runtime {
     /// (128+N for a death by signal N). With `detach`, returns 0 once the
     /// container runs.
     pub fn run(&self, id: &str, options: &CreateOptions, detach: bool) -> Result<i32> {
+        crate::sealed_exe::ensure()?;
         let spec = spec::load(&options.bundle.join("config.json"))?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console = match (&options.console_socket, terminal) {

@@ -78,6 +78,7 @@ impl Runtime {
     /// Runs `process` in container `id`. Returns its exit status, or 0 once
     /// it runs with `detach`.
     pub fn exec(&self, id: &str, process: &Process, options: &ExecOptions) -> Result<i32> {
+        crate::sealed_exe::ensure()?;
         if process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::InvalidArgument("exec needs a command: the process args are empty".into()));
         }
@@ -87,6 +88,7 @@ impl Runtime {
                 process.cwd().display()
             )));
         }
+        crate::lsm::check_host(process, None)?;
         let terminal = process.terminal().unwrap_or(false);
         if terminal && options.console_socket.is_none() && options.detach {
             return Err(Error::InvalidArgument(
@@ -311,7 +313,7 @@ fn child(
             terminal::become_session_leader(&slave)?;
         }
         if let Some(score) = process.oom_score_adj() {
-            sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+            crate::procfs::write("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
         }
         let exec = crate::process::prepare(process, linux, true, seccomp, &mut |listener| {
             crate::seccomp::notify::send_listener(&sync, &listener)

@@ -133,9 +133,15 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     let root = rootfs::prepare_root(&ctx)?;
     rootfs::mount_all(&ctx, root.as_raw_fd())?;
     rootfs::create_devices(&ctx, root.as_raw_fd())?;
-    // As runc: a cwd missing from the rootfs is created.
+    // As runc: a cwd missing from the rootfs is created. A cwd through a
+    // magic link such as /proc/self/fd/N fails here (ELOOP).
     if rootfs::open_in_root(root.as_raw_fd(), process.cwd(), libc::O_PATH).is_err() {
-        rootfs::mkdir_all_in_root(root.as_raw_fd(), process.cwd())?;
+        rootfs::mkdir_all_in_root(root.as_raw_fd(), process.cwd()).map_err(|err| match err {
+            Error::Io { context, source } => {
+                Error::io(format!("process cwd \"{}\": {context}", process.cwd().display()), source)
+            }
+            other => other,
+        })?;
     }
 
     // The host's /proc is still mounted: /proc/self names the host pid.
@@ -177,7 +183,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     }
 
     if let Some(score) = process.oom_score_adj() {
-        sys::write_file("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
+        crate::procfs::write("/proc/self/oom_score_adj", score.to_string().as_bytes())?;
     }
     if !args.no_new_keyring {
         join_session_keyring(args.id)?;

@@ -208,6 +208,8 @@ pub fn env_value<'a>(env: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 /// Looks up the home directory of `uid` in the container's /etc/passwd.
+/// NOTE: an image that makes /etc/passwd a FIFO blocks the process here
+/// until something writes to it. The process is non-dumpable meanwhile.
 fn home_directory(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
@@ -289,9 +291,10 @@ mod tests {
     }
 }
 
-/// Applies the process attributes that need privileges (rlimits,
-/// capabilities, user, no_new_privs), changes to the working directory and
-/// resolves the executable. Returns the execve arguments, ready to use.
+/// Applies the process attributes that need privileges (AppArmor profile
+/// and SELinux label, rlimits, capabilities, user, no_new_privs), changes
+/// to the working directory and resolves the executable. Returns the execve
+/// arguments, ready to use.
 ///
 /// The seccomp filter is loaded last when no_new_privs is set, so that it
 /// governs as little of the set-up as possible. Without no_new_privs, only a
@@ -323,6 +326,7 @@ pub fn prepare(
     if let Some(priority) = process.io_priority() {
         crate::attributes::set_io_priority(priority)?;
     }
+    crate::lsm::apply(process)?;
     if let Some(filter) = seccomp.filter(|_| !no_new_privs) {
         if let Some(listener) = crate::seccomp::load(filter)? {
             on_listener(listener)?;
@@ -377,12 +381,16 @@ pub fn prepare(
 /// outside the root, and getcwd(2) then reports it as "(unreachable)".
 fn change_directory(cwd: &Path) -> Result<()> {
     nix::unistd::chdir(cwd).context(|| format!("chdir to the process's cwd \"{}\"", cwd.display()))?;
-    let actual = std::env::current_dir().context(|| "read the working directory".to_owned())?;
+    let outside = || Error::Init(format!("working directory \"{}\" is outside the container", cwd.display()));
+    // glibc's getcwd fails with ENOENT where the kernel's reports
+    // "(unreachable)".
+    let actual = match std::env::current_dir() {
+        Ok(actual) => actual,
+        Err(err) if err.raw_os_error() == Some(libc::ENOENT) => return Err(outside()),
+        Err(err) => return Err(Error::io("read the working directory", err)),
+    };
     if !actual.is_absolute() || actual.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(Error::Init(format!(
-            "working directory \"{}\" is outside the container",
-            cwd.display()
-        )));
+        return Err(outside());
     }
     Ok(())
 }

@@ -218,7 +218,9 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&O
         };
         let source = cstring(entry.source().as_deref().unwrap_or(Path::new(typ)))?;
         let fstype = cstring(typ)?;
-        let data = options.data_cstring();
+        let mount_label = ctx.spec.linux().as_ref().and_then(|l| l.mount_label().as_deref());
+        let data = crate::lsm::mount_data(typ, &options.data, mount_label);
+        let data = if data.is_empty() { None } else { Some(cstring(data.join(","))?) };
         let mut flags = options.flags;
         if flags & libc::MS_REMOUNT != 0 {
             flags |= libc::MS_BIND;
@@ -534,6 +536,12 @@ pub fn create_devices(ctx: &RootfsContext, root: RawFd) -> Result<()> {
         }
         if ctx.terminal {
             // The pty's slave is bind-mounted here once the pty exists.
+            // Whatever the rootfs has here is replaced first, so that a
+            // symlink cannot send that mount to another file.
+            let dev = mkdir_all_in_root(root, Path::new("/dev"))?;
+            let name = cstring("console")?;
+            // SAFETY: valid descriptor and C string.
+            unsafe { libc::unlinkat(dev.as_raw_fd(), name.as_ptr(), 0) };
             create_file_in_root(root, Path::new("/dev/console"), 0o600)?;
         }
     }
@@ -658,11 +666,13 @@ pub fn apply_sysctl(spec: &Spec) -> Result<()> {
         if key.contains("..") || key.contains('\0') {
             return Err(Error::InvalidConfig(format!("invalid sysctl name \"{key}\"")));
         }
-        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
-        let file = open_in_root(libc::AT_FDCWD, &path, libc::O_WRONLY)
-            .context(|| format!("sysctl \"{key}\""))?;
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
         let value = &sysctl[key];
-        nix::unistd::write(&file, value.as_bytes()).context(|| format!("set sysctl \"{key}\" to \"{value}\""))?;
+        crate::procfs::write(&path, value.as_bytes()).map_err(|err| match err {
+            Error::InvalidConfig(message) => Error::InvalidConfig(format!("sysctl \"{key}\": {message}")),
+            Error::Io { context, source } => Error::io(format!("set sysctl \"{key}\" to \"{value}\": {context}"), source),
+            other => other,
+        })?;
     }
     Ok(())
 }

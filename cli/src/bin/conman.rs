@@ -166,6 +166,14 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
+    if matches!(cli.command, Command::Run { .. }) {
+        // The runtime would otherwise re-execute this process from a sealed
+        // copy of its binary in the middle of `run`, after the store changed.
+        if let Err(err) = runtime::sealed_exe::ensure() {
+            logger.fatal(PROGRAM, &err.to_string());
+            return ExitCode::from(125);
+        }
+    }
     let manager = Manager::new(&cli.root);
     let result = match cli.command {
         Command::Run { rm, name, rootfs, settings, command } => settings.into_settings().and_then(|settings| {
