@@ -105,6 +105,8 @@ pub struct Settings {
     /// Share the host's network namespace (`--network host`).
     pub host_network: bool,
     pub seccomp: SeccompSetting,
+    /// CPU limit in CPUs, applied as a CFS quota per 100 ms period.
+    pub cpus: Option<f64>,
 }
 
 /// `--security-opt seccomp=...`.
@@ -181,7 +183,7 @@ impl Settings {
     }
 }
 
-fn parse_user(user: &str) -> Result<(u32, u32)> {
+pub(crate) fn parse_user(user: &str) -> Result<(u32, u32)> {
     let invalid = || Error::InvalidArgument(format!("invalid --user \"{user}\": use UID or UID:GID (numbers)"));
     let (uid, gid) = match user.split_once(':') {
         Some((uid, gid)) => (uid, Some(gid)),
@@ -274,6 +276,10 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
     }
     if let Some(pids) = settings.pids_limit {
         resources["pids"] = json!({ "limit": pids });
+    }
+    if let Some(cpus) = settings.cpus {
+        const PERIOD: u64 = 100_000;
+        resources["cpu"] = json!({ "quota": (cpus * PERIOD as f64).round() as i64, "period": PERIOD });
     }
     config["linux"]["resources"] = resources;
     if settings.host_network {
