@@ -705,3 +705,38 @@ fn check_numbered_lines(text: &str, what: &str) {
     }
     assert_eq!(count, 100_000, "{what}: lines lost");
 }
+
+/// Returns a field of this process's /proc/self/status.
+fn own_status_field(name: &str) -> String {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().to_owned()
+}
+
+#[test]
+fn privileged_lifts_confinement() {
+    let conman = Conman::new();
+    let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status; head -c 10 /proc/timer_list | wc -c; grep ' /sys ' /proc/mounts; ls /dev";
+    let host_device = entries(Path::new("/dev"))
+        .into_iter()
+        .filter(|name| name.starts_with("loop") && name[4..].parse::<u32>().is_ok())
+        .min()
+        .expect("this test needs a /dev/loopN device on the host");
+
+    let privileged = conman.output(&["run", "--rm", "--privileged", "--", "sh", "-c", script]);
+    let confined = conman.output(&["run", "--rm", "--", "sh", "-c", script]);
+
+    assert_eq!(privileged.code, 0, "{privileged}");
+    let lines: Vec<&str> = privileged.stdout.lines().collect();
+    assert_eq!(lines[0], format!("CapEff:\t{}", own_status_field("CapBnd:")), "{privileged}");
+    assert_eq!(lines[1], "Seccomp:\t0", "{privileged}");
+    assert_eq!(lines[2], "10", "/proc/timer_list must not be masked: {privileged}");
+    assert!(lines[3].contains(" rw,"), "/sys must be writable: {privileged}");
+    assert!(lines[4..].contains(&host_device.as_str()), "/dev/{host_device} is missing: {privileged}");
+
+    assert_eq!(confined.code, 0, "{confined}");
+    let lines: Vec<&str> = confined.stdout.lines().collect();
+    assert_ne!(lines[0], format!("CapEff:\t{}", own_status_field("CapBnd:")), "{confined}");
+    assert_eq!(lines[2], "0", "/proc/timer_list must be masked: {confined}");
+    assert!(lines[3].contains(" ro,"), "{confined}");
+    assert!(!lines[4..].contains(&host_device.as_str()), "{confined}");
+}

@@ -82,6 +82,10 @@ struct SettingsArgs {
     /// 100 ms period.
     #[arg(long, allow_hyphen_values = true)]
     cpus: Option<f64>,
+    /// Give the container every capability, the host's devices and a
+    /// writable /sys, without the default seccomp profile or masked paths.
+    #[arg(long)]
+    privileged: bool,
 }
 
 impl SettingsArgs {
@@ -119,6 +123,7 @@ impl SettingsArgs {
             }
         }
         Ok(manager::spec::Settings {
+            privileged: self.privileged,
             cpus: self.cpus,
             seccomp,
             env,
