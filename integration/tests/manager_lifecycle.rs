@@ -599,10 +599,10 @@ fn entrypoint_prefixes_command() {
 }
 
 #[test]
-fn interactive_flags_rejected() {
+fn tty_flags_rejected() {
     let conman = Conman::new();
 
-    for flag in ["-i", "-t", "-it"] {
+    for flag in ["-t", "-it"] {
         let out = conman.output(&["run", "--rm", flag, "--", "true"]);
         assert_eq!(out.code, 125, "{flag}: {out}");
         assert!(out.stderr.contains("not implemented"), "{flag}: {out}");
@@ -739,4 +739,35 @@ fn privileged_lifts_confinement() {
     assert_eq!(lines[2], "0", "/proc/timer_list must be masked: {confined}");
     assert!(lines[3].contains(" ro,"), "{confined}");
     assert!(!lines[4..].contains(&host_device.as_str()), "{confined}");
+}
+
+#[test]
+fn run_interactive_feeds_stdin() {
+    let conman = Conman::new();
+    // 4 MB of numbered lines, so a lost or reordered chunk shows.
+    let input: String = (0..200_000).map(|i| format!("{i:019}\n")).collect();
+
+    let echoed = conman_integration::Spawned::with_stdin(conman.command(&["run", "--rm", "-i", "--", "sh", "-c", "cat; echo; echo end"]), b"line one\nline two\n")
+        .wait(Duration::from_secs(60));
+    let copied = conman_integration::Spawned::with_stdin(conman.command(&["run", "--rm", "-i", "--", "cat"]), input.as_bytes())
+        .wait(Duration::from_secs(60));
+    let closed = conman.output(&["run", "--rm", "--", "sh", "-c", "read line; echo status=$?"]);
+
+    assert_eq!(echoed.code, 0, "{echoed}");
+    assert_eq!(echoed.stdout, "line one\nline two\n\nend\n", "{echoed}");
+    assert_eq!(copied.code, 0, "exit code {}: {}", copied.code, copied.stderr);
+    assert_eq!(copied.stdout.len(), input.len());
+    assert!(copied.stdout == input, "the copy differs from the input");
+    assert_eq!(closed.stdout, "status=1\n", "without -i stdin is empty: {closed}");
+}
+
+#[test]
+fn run_detached_interactive_keeps_stdin_open() {
+    let conman = Conman::new();
+    run_detached_with(&conman, &["-i", "--name", "reader"], &["sh", "-c", "read line; echo read-returned"]);
+
+    sleep(Duration::from_millis(500));
+
+    assert_eq!(conman.status("reader"), "running", "stdin must stay open with -d -i");
+    assert_eq!(conman.ok(&["logs", "reader"]).stdout, "");
 }

@@ -20,6 +20,10 @@ use crate::status::{Info, Status};
 use crate::store::{self, Entry};
 use crate::Manager;
 
+/// Stdin data that a foreground `run -i` queues for the monitor before it
+/// stops reading its stdin.
+const STDIN_BACKLOG_LIMIT: usize = 1 << 20;
+
 /// Interval at which commands poll a container's status.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -89,44 +93,76 @@ pub struct Stats {
 impl Manager {
     /// Relays the output frames of the monitor on `client` to stdout and
     /// stderr, forwarding signals to the container, until the exit frame.
-    pub(crate) fn relay(&self, entry: &Entry, client: OwnedFd) -> Result<i32> {
+    /// With `interactive`, also sends this process's stdin to the monitor.
+    pub(crate) fn relay(&self, entry: &Entry, client: OwnedFd, interactive: bool) -> Result<i32> {
         let mut set = SigSet::empty();
         for signal in FORWARDED {
             set.add(*signal);
         }
-        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|errno| Error::io("create a signalfd", errno.into()))?;
-        let mut buffer = Vec::new();
+        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|errno| Error::io("create a signalfd", errno.into()))?;
+        set_nonblocking(client.as_raw_fd())?;
+
+        let mut inbox = Vec::new();
+        // Stdin frames not yet sent. Reading stdin pauses while this is
+        // full, but output keeps flowing, so neither side can block the other.
+        let mut outbox = Vec::new();
+        let mut stdin_open = interactive;
         let mut chunk = vec![0u8; 64 * 1024];
         let mut exit_code = None;
         let mut deadline = None;
+
         loop {
-            // SAFETY: both descriptors outlive the poll.
-            let mut fds = [
-                PollFd::new(unsafe { BorrowedFd::borrow_raw(client.as_raw_fd()) }, PollFlags::POLLIN),
-                PollFd::new(unsafe { BorrowedFd::borrow_raw(signals.as_raw_fd()) }, PollFlags::POLLIN),
+            // SAFETY: every borrowed descriptor outlives the poll.
+            let borrow = |fd: i32| unsafe { BorrowedFd::borrow_raw(fd) };
+            let mut client_flags = PollFlags::POLLIN;
+            if !outbox.is_empty() {
+                client_flags |= PollFlags::POLLOUT;
+            }
+            let mut fds = vec![
+                PollFd::new(borrow(client.as_raw_fd()), client_flags),
+                PollFd::new(borrow(signals.as_raw_fd()), PollFlags::POLLIN),
             ];
+            let read_stdin = stdin_open && outbox.len() < STDIN_BACKLOG_LIMIT;
+            if read_stdin {
+                fds.push(PollFd::new(borrow(0), PollFlags::POLLIN));
+            }
             let timeout = if deadline.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(errno) => return Err(Error::io("poll", errno.into())),
             }
-            let client_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-            let signal_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
-            if signal_ready {
-                while let Ok(Some(info)) = signals.read_signal() {
-                    let signal = info.ssi_signo as i32;
-                    match self.runtime.kill(entry.id(), signal, false) {
-                        Ok(()) => tracing::info!(id = entry.id(), signal, "forwarded signal"),
-                        Err(err) => tracing::info!(id = entry.id(), signal, error = %err, "signal not forwarded"),
+            let ready: Vec<PollFlags> = fds.iter().map(|fd| fd.revents().unwrap_or(PollFlags::empty())).collect();
+            drop(fds);
+
+            if !ready[1].is_empty() {
+                self.forward_signals(entry, &signals);
+            }
+            if read_stdin && !ready[2].is_empty() {
+                match nix::unistd::read(0, &mut chunk) {
+                    Ok(0) | Err(_) => {
+                        crate::monitor::push_frame(&mut outbox, crate::monitor::FRAME_STDIN_CLOSE, &[]);
+                        stdin_open = false;
                     }
+                    Ok(n) => crate::monitor::push_frame(&mut outbox, crate::monitor::FRAME_STDIN, &chunk[..n]),
                 }
             }
-            if client_ready {
+            if !outbox.is_empty() {
+                match nix::sys::socket::send(client.as_raw_fd(), &outbox, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+                    Ok(n) => {
+                        outbox.drain(..n);
+                    }
+                    Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                    // The monitor has gone; its end is reported below.
+                    Err(_) => outbox.clear(),
+                }
+            }
+            if ready[0].intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 match nix::unistd::read(client.as_raw_fd(), &mut chunk) {
                     Ok(0) => break,
                     Ok(n) => {
-                        buffer.extend_from_slice(&chunk[..n]);
-                        for frame in take_frames(&mut buffer) {
+                        inbox.extend_from_slice(&chunk[..n]);
+                        for frame in take_frames(&mut inbox) {
                             match frame {
                                 Frame::Output(Stream::Stdout, data) => write_fd(1, &data),
                                 Frame::Output(Stream::Stderr, data) => write_fd(2, &data),
@@ -136,6 +172,7 @@ impl Manager {
                                     // socket, but not for long.
                                     deadline = Some(Instant::now() + Duration::from_secs(5));
                                 }
+                                Frame::Stdin(_) | Frame::StdinClose => {}
                             }
                         }
                     }
@@ -153,6 +190,17 @@ impl Manager {
                 entry.record.name
             ))
         })
+    }
+
+    /// Sends the signals queued on `signals` to the container's init.
+    fn forward_signals(&self, entry: &Entry, signals: &SignalFd) {
+        while let Ok(Some(info)) = signals.read_signal() {
+            let signal = info.ssi_signo as i32;
+            match self.runtime.kill(entry.id(), signal, false) {
+                Ok(()) => tracing::info!(id = entry.id(), signal, "forwarded signal"),
+                Err(err) => tracing::info!(id = entry.id(), signal, error = %err, "signal not forwarded"),
+            }
+        }
     }
 
     /// Stops a container: SIGTERM, then SIGKILL to every process in it
@@ -576,6 +624,15 @@ fn cpu_nanos(paths: &[PathBuf]) -> u64 {
         }
     }
     0
+}
+
+fn set_nonblocking(fd: i32) -> Result<()> {
+    // SAFETY: fcntl on a descriptor of this process.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(Error::io(format!("make fd {fd} non-blocking"), io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Writes all of `data` to `fd`, giving up on error (a closed stdout).

@@ -42,6 +42,8 @@ pub struct RunOptions {
     /// `--rm`: remove the container when it exits.
     pub remove: bool,
     pub restart: RestartPolicy,
+    /// `-i`: keep the container's stdin open, fed by the foreground `run`.
+    pub interactive: bool,
     pub args: Vec<String>,
     pub settings: spec::Settings,
 }
@@ -93,7 +95,12 @@ impl Manager {
             RootfsSource::Host => RootfsSource::Host,
         };
         options.settings.check()?;
-        let entry = self.store.create(options.name.as_deref(), &options.args, options.remove, options.restart)?;
+        let record_options = store::RecordOptions {
+            auto_remove: options.remove,
+            restart: options.restart,
+            interactive: options.interactive,
+        };
+        let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
         if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings) {
             let _ = self.store.remove(entry.id());
             return Err(err);
@@ -148,7 +155,7 @@ impl Manager {
                 return Err(err);
             }
         };
-        let result = self.relay(&entry, client);
+        let result = self.relay(&entry, client, options.interactive);
         commands::restore_signals(&forwarded);
         result
     }

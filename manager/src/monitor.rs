@@ -39,6 +39,10 @@ pub const FRAME_STDOUT: u8 = 1;
 pub const FRAME_STDERR: u8 = 2;
 /// Payload: the exit code as a big-endian i32.
 pub const FRAME_EXIT: u8 = 3;
+/// Client to monitor: data for the container's stdin (`run -i`).
+pub const FRAME_STDIN: u8 = 4;
+/// Client to monitor: the client's stdin reached end-of-file.
+pub const FRAME_STDIN_CLOSE: u8 = 5;
 
 /// Output queued for a slow client beyond which the monitor stops reading
 /// the container's pipes, so the container waits instead of output being
@@ -161,10 +165,21 @@ fn detach_stdio(entry: &Entry) -> Result<()> {
     Ok(())
 }
 
-/// A client attached to the monitor, and the frames not yet sent to it.
+/// A client attached to the monitor, the frames not yet sent to it, and
+/// the start of a frame not yet received from it.
 struct Client {
     socket: OwnedFd,
     backlog: Vec<u8>,
+    inbox: Vec<u8>,
+}
+
+/// The write end of an interactive container's stdin, and the data not
+/// yet written to it.
+struct StdinPipe {
+    fd: OwnedFd,
+    backlog: Vec<u8>,
+    /// The client's stdin ended: close the pipe once the backlog is written.
+    close_pending: bool,
 }
 
 /// One run of the container: its init and the read ends of its stdio.
@@ -180,6 +195,7 @@ struct Monitor<'a> {
     signals: SignalFd,
     log: LogWriter,
     client: Option<Client>,
+    stdin: Option<StdinPipe>,
     record: MonitorRecord,
 }
 
@@ -206,7 +222,7 @@ impl<'a> Monitor<'a> {
         let client = match client {
             Some(socket) => {
                 set_nonblocking(socket.as_raw_fd())?;
-                Some(Client { socket, backlog: Vec::new() })
+                Some(Client { socket, backlog: Vec::new(), inbox: Vec::new() })
             }
             None => None,
         };
@@ -227,6 +243,7 @@ impl<'a> Monitor<'a> {
             signals,
             log: LogWriter::new(log),
             client,
+            stdin: None,
             record,
         })
     }
@@ -320,16 +337,20 @@ impl<'a> Monitor<'a> {
         self.send_exit(code);
     }
 
-    /// Creates and starts the container with stdin on /dev/null and stdout
-    /// and stderr on pipes to the monitor. The init inherits descriptors 0
-    /// to 2 from the process that clones it, so they point at the pipes
-    /// while the runtime creates the container.
+    /// Creates and starts the container with stdout and stderr on pipes to
+    /// the monitor, and stdin on /dev/null (a pipe from the monitor with
+    /// `-i`). The init inherits descriptors 0 to 2 from the process that
+    /// clones it, so they point at the pipes while the runtime creates the
+    /// container.
     fn start_run(&mut self) -> Result<Run> {
         let (stdout_read, stdout_write) = pipe()?;
         let (stderr_read, stderr_write) = pipe()?;
+        let stdin_pipe = if self.entry.record.interactive { Some(pipe()?) } else { None };
         let saved = [dup_cloexec(0)?, dup_cloexec(1)?, dup_cloexec(2)?];
         let null = std::fs::File::open("/dev/null").map_err(|err| Error::io("open /dev/null", err))?;
-        redirect(&[(null.as_raw_fd(), 0), (stdout_write.as_raw_fd(), 1), (stderr_write.as_raw_fd(), 2)])?;
+        let stdin_source = stdin_pipe.as_ref().map_or(null.as_raw_fd(), |(read, _)| read.as_raw_fd());
+        redirect(&[(stdin_source, 0), (stdout_write.as_raw_fd(), 1), (stderr_write.as_raw_fd(), 2)])?;
+
         let options = runtime::CreateOptions {
             bundle: self.entry.dir.clone(),
             ..runtime::CreateOptions::default()
@@ -343,8 +364,20 @@ impl<'a> Monitor<'a> {
         });
         redirect(&[(saved[0].as_raw_fd(), 0), (saved[1].as_raw_fd(), 1), (saved[2].as_raw_fd(), 2)])?;
         let created = result?;
+
         set_nonblocking(stdout_read.as_raw_fd())?;
         set_nonblocking(stderr_read.as_raw_fd())?;
+        self.stdin = match stdin_pipe {
+            Some((_, write)) => {
+                set_nonblocking(write.as_raw_fd())?;
+                // Without a client (`run -d -i`, or a restart after the
+                // client left) nothing feeds the pipe, but it stays open,
+                // as podman keeps stdin open.
+                let close_pending = false;
+                Some(StdinPipe { fd: write, backlog: Vec::new(), close_pending })
+            }
+            None => None,
+        };
         Ok(Run {
             pid: created.pid,
             pipes: [Some(stdout_read), Some(stderr_read)],
@@ -384,8 +417,16 @@ impl<'a> Monitor<'a> {
                     }
                 }
             }
+            let stdin_slot = self.stdin.as_ref().filter(|stdin| !stdin.backlog.is_empty()).map(|stdin| {
+                fds.push(PollFd::new(borrow(stdin.fd.as_raw_fd()), PollFlags::POLLOUT));
+                fds.len() - 1
+            });
+            let stdin_backlog = self.stdin.as_ref().map_or(0, |stdin| stdin.backlog.len());
             let client_slot = self.client.as_ref().map(|client| {
-                let mut flags = PollFlags::POLLIN;
+                // A container that reads its stdin slowly makes the monitor
+                // stop reading the client, which then stops reading its own
+                // stdin.
+                let mut flags = if stdin_backlog < CLIENT_BACKLOG_LIMIT { PollFlags::POLLIN } else { PollFlags::empty() };
                 if !client.backlog.is_empty() {
                     flags |= PollFlags::POLLOUT;
                 }
@@ -433,10 +474,16 @@ impl<'a> Monitor<'a> {
                     }
                 }
             }
+            if let Some(slot) = stdin_slot {
+                if !revents[slot].is_empty() {
+                    self.flush_stdin();
+                }
+            }
             if let Some(slot) = client_slot {
                 self.service_client(revents[slot]);
             }
         }
+        self.stdin = None;
         exit_code.unwrap_or(255)
     }
 
@@ -470,22 +517,71 @@ impl<'a> Monitor<'a> {
     }
 
     fn service_client(&mut self, revents: PollFlags) {
-        let Some(client) = &self.client else {
+        let Some(client) = &mut self.client else {
             return;
         };
         if revents.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
-            // The client sends nothing: readable means it hung up.
-            let mut byte = [0u8; 64];
-            match nix::unistd::read(client.socket.as_raw_fd(), &mut byte) {
+            let mut chunk = [0u8; 64 * 1024];
+            match nix::unistd::read(client.socket.as_raw_fd(), &mut chunk) {
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(n) if n > 0 => {
+                    client.inbox.extend_from_slice(&chunk[..n]);
+                    for frame in take_frames(&mut client.inbox) {
+                        match frame {
+                            Frame::Stdin(data) => {
+                                if let Some(stdin) = &mut self.stdin {
+                                    stdin.backlog.extend_from_slice(&data);
+                                }
+                            }
+                            Frame::StdinClose => {
+                                if let Some(stdin) = &mut self.stdin {
+                                    stdin.close_pending = true;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.flush_stdin();
+                }
                 _ => {
+                    // The client left, so nothing can feed stdin any more.
                     tracing::info!(id = self.id(), "attached client left");
                     self.client = None;
+                    if let Some(stdin) = &mut self.stdin {
+                        stdin.close_pending = true;
+                    }
+                    self.flush_stdin();
                     return;
                 }
             }
         }
         self.flush_client();
+    }
+
+    /// Writes as much of the stdin backlog as the pipe takes now, and
+    /// closes the pipe once a pending close is reached.
+    fn flush_stdin(&mut self) {
+        let Some(stdin) = &mut self.stdin else {
+            return;
+        };
+        let mut written = 0;
+        while written < stdin.backlog.len() {
+            match nix::unistd::write(&stdin.fd, &stdin.backlog[written..]) {
+                Ok(n) => written += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(errno) => {
+                    // EPIPE: the container closed its stdin.
+                    tracing::info!(id = self.id(), error = %errno, "the container's stdin is closed");
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+        stdin.backlog.drain(..written);
+        if stdin.backlog.is_empty() && stdin.close_pending {
+            self.stdin = None;
+        }
     }
 
     /// Sends as much of the client's backlog as the socket takes now.
@@ -538,7 +634,7 @@ fn restart_delay(restarts: u32) -> Duration {
     Duration::from_millis(100 << restarts.min(6))
 }
 
-fn push_frame(backlog: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+pub(crate) fn push_frame(backlog: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     backlog.push(kind);
     backlog.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     backlog.extend_from_slice(payload);
@@ -573,10 +669,12 @@ fn set_nonblocking(fd: RawFd) -> Result<()> {
     Ok(())
 }
 
-/// Output and exit code received from the monitor by an attached client.
+/// A frame on the attach socket.
 pub enum Frame {
     Output(Stream, Vec<u8>),
     Exit(i32),
+    Stdin(Vec<u8>),
+    StdinClose,
 }
 
 /// Splits complete frames off the front of `buffer`.
@@ -594,6 +692,8 @@ pub fn take_frames(buffer: &mut Vec<u8>) -> Vec<Frame> {
             FRAME_STDOUT => frames.push(Frame::Output(Stream::Stdout, payload.to_vec())),
             FRAME_STDERR => frames.push(Frame::Output(Stream::Stderr, payload.to_vec())),
             FRAME_EXIT if len == 4 => frames.push(Frame::Exit(i32::from_be_bytes(payload.try_into().unwrap()))),
+            FRAME_STDIN => frames.push(Frame::Stdin(payload.to_vec())),
+            FRAME_STDIN_CLOSE => frames.push(Frame::StdinClose),
             _ => {}
         }
         offset += 5 + len;

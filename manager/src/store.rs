@@ -104,6 +104,18 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// `-i`: the container's stdin is a pipe from the monitor, fed by the
+    /// attached client.
+    #[serde(default)]
+    pub interactive: bool,
+}
+
+/// The settings of a new container's record besides its name and command.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordOptions {
+    pub auto_remove: bool,
+    pub restart: RestartPolicy,
+    pub interactive: bool,
 }
 
 /// The monitor's record of itself and of the run in progress.
@@ -281,7 +293,7 @@ impl Store {
 
     /// Creates the directory and record of a new container, reserving its
     /// name. Without a name, the container is named after its short id.
-    pub fn create(&self, name: Option<&str>, command: &[String], auto_remove: bool, restart: RestartPolicy) -> Result<Entry> {
+    pub fn create(&self, name: Option<&str>, command: &[String], options: RecordOptions) -> Result<Entry> {
         if let Some(name) = name {
             validate_name(name)?;
         }
@@ -303,8 +315,9 @@ impl Store {
             name,
             created: runtime::state::now_rfc3339(),
             command: command.to_vec(),
-            auto_remove,
-            restart,
+            auto_remove: options.auto_remove,
+            restart: options.restart,
+            interactive: options.interactive,
         };
         if let Err(err) = save_json(&dir.join(RECORD_FILE), &record) {
             let _ = fs::remove_dir_all(&dir);
@@ -470,18 +483,18 @@ mod tests {
     fn duplicate_name_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().to_owned());
-        let first = store.create(Some("one"), &["true".into()], false, RestartPolicy::No).unwrap();
-        let err = store.create(Some("one"), &["true".into()], false, RestartPolicy::No).err().unwrap();
+        let first = store.create(Some("one"), &["true".into()], RecordOptions::default()).unwrap();
+        let err = store.create(Some("one"), &["true".into()], RecordOptions::default()).err().unwrap();
         assert!(err.to_string().contains(&first.record.id), "{err}");
         store.remove(&first.record.id).unwrap();
-        assert!(store.create(Some("one"), &["true".into()], false, RestartPolicy::No).is_ok());
+        assert!(store.create(Some("one"), &["true".into()], RecordOptions::default()).is_ok());
     }
 
     #[test]
     fn resolve_name_id_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path().to_owned());
-        let web = store.create(Some("web"), &["true".into()], false, RestartPolicy::No).unwrap();
+        let web = store.create(Some("web"), &["true".into()], RecordOptions::default()).unwrap();
         let id = web.record.id.clone();
 
         assert_eq!(store.resolve("web").unwrap().record.id, id);
@@ -497,7 +510,7 @@ mod tests {
         let store = Store::new(dir.path().to_owned());
         // 40 containers make a shared first hex digit certain.
         let ids: Vec<String> =
-            (0..40).map(|_| store.create(None, &["true".into()], false, RestartPolicy::No).unwrap().record.id).collect();
+            (0..40).map(|_| store.create(None, &["true".into()], RecordOptions::default()).unwrap().record.id).collect();
         let digit = ids
             .iter()
             .map(|id| &id[..1])

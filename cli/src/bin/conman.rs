@@ -162,7 +162,7 @@ struct CreateArgs {
     /// Program to run; the command's arguments follow it.
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
-    /// Not implemented yet: rejected with an error.
+    /// Keep the container's stdin open and feed it this command's stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
     /// Not implemented yet: rejected with an error.
@@ -178,8 +178,8 @@ struct CreateArgs {
 impl CreateArgs {
     fn into_options(self) -> manager::Result<RunOptions> {
         let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
-        if self.interactive || self.tty {
-            return Err(invalid("-i/--interactive and -t/--tty are not implemented yet: run without them, or use `conman exec -it` in a running container"));
+        if self.tty {
+            return Err(invalid("-t/--tty is not implemented yet: run without it, or use `conman exec -it` in a running container"));
         }
         let mut args = Vec::new();
         args.extend(self.entrypoint.filter(|e| !e.is_empty()));
@@ -192,6 +192,7 @@ impl CreateArgs {
             rootfs: self.rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
             remove: self.rm,
             restart: RestartPolicy::parse(&self.restart)?,
+            interactive: self.interactive,
             args,
             settings: self.settings.into_settings()?,
         })
