@@ -771,3 +771,40 @@ fn run_detached_interactive_keeps_stdin_open() {
     assert_eq!(conman.status("reader"), "running", "stdin must stay open with -d -i");
     assert_eq!(conman.ok(&["logs", "reader"]).stdout, "");
 }
+
+#[test]
+fn log_max_size_rotates() {
+    let conman = Conman::new();
+    let run = conman.ok(&["run", "--name", "chatty", "--log-max-size", "10k", "--", "seq", "1", "5000"]);
+    assert_eq!(run.stdout.lines().count(), 5000, "the foreground run relays every line");
+    let dir = conman.containers_dir().join(conman.inspect("chatty")["id"].as_str().unwrap());
+
+    let current = fs::metadata(dir.join("ctr.log")).unwrap().len();
+    let rotated = fs::metadata(dir.join("ctr.log.1")).unwrap().len();
+    let logs = conman.ok(&["logs", "chatty"]);
+
+    assert!(current <= 10 * 1024, "ctr.log has {current} bytes");
+    assert!(rotated <= 10 * 1024, "ctr.log.1 has {rotated} bytes");
+    assert!(!dir.join("ctr.log.2").exists());
+    let numbers: Vec<u32> = logs.stdout.lines().map(|line| line.parse().unwrap()).collect();
+    assert_eq!(numbers.last(), Some(&5000), "{logs}");
+    assert!(numbers.windows(2).all(|pair| pair[1] == pair[0] + 1), "lines are missing: {logs}");
+    assert!(numbers[0] > 1, "the oldest lines must be rotated away: {logs}");
+
+    let bad = conman.output(&["run", "--log-max-size", "-5", "--", "true"]);
+    assert_eq!(bad.code, 125, "{bad}");
+    assert!(bad.stderr.contains("--log-max-size"), "{bad}");
+}
+
+#[test]
+fn logs_follow_across_rotation() {
+    let conman = Conman::new();
+    let script = "i=1; while [ $i -le 300 ]; do echo line$i; i=$((i+1)); sleep 0.005; done";
+    run_detached_with(&conman, &["--log-max-size", "2k", "--name", "rotating"], &["sh", "-c", script]);
+
+    let out = conman.output(&["logs", "-f", "rotating"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let expected: String = (1..=300).map(|i| format!("line{i}\n")).collect();
+    assert_eq!(out.stdout, expected);
+}

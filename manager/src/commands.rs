@@ -403,23 +403,24 @@ impl Manager {
     pub fn logs(&self, query: &str, options: PrintOptions, follow: bool) -> Result<()> {
         let entry = self.store.resolve(query)?;
         let path = entry.log_path();
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
+        if !path.exists() {
             // A container that never started has no log yet.
-            Err(err) if err.kind() == io::ErrorKind::NotFound && !follow => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|err| Error::io(format!("open {}", path.display()), err))?;
-                fs::File::open(&path).map_err(|err| Error::io(format!("open {}", path.display()), err))?
+            if !follow {
+                return Ok(());
             }
-            Err(err) => return Err(Error::io(format!("open {}", path.display()), err)),
-        };
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|err| Error::io(format!("create {}", path.display()), err))?;
+        }
         let running = || {
             entry.dir.join(store::RECORD_FILE).exists()
                 && entry.monitor().ok().flatten().is_some_and(|m| m.alive())
         };
         let stdout = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
         let stderr = io::stderr().lock();
-        let result = crate::log::print(file, options, stdout, stderr, if follow { Some(&running) } else { None });
+        let result = crate::log::print(&path, options, stdout, stderr, if follow { Some(&running) } else { None });
         match result {
             Ok(()) => Ok(()),
             // A closed pipe (`conman logs | head`) ends the output normally.

@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub restart: RestartPolicy,
     /// `-i`: keep the container's stdin open, fed by the foreground `run`.
     pub interactive: bool,
+    /// `--log-max-size`: the log is rotated past this many bytes.
+    pub log_max_size: Option<u64>,
     pub args: Vec<String>,
     pub settings: spec::Settings,
 }
@@ -99,6 +101,7 @@ impl Manager {
             auto_remove: options.remove,
             restart: options.restart,
             interactive: options.interactive,
+            log_max_size: options.log_max_size,
         };
         let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
         if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings) {

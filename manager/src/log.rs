@@ -11,8 +11,10 @@
 //! newline.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Maximum content length of one entry. Longer lines are split into `P` entries.
@@ -40,21 +42,68 @@ impl Stream {
     }
 }
 
+/// Returns the path of the log's rotated part: `ctr.log.1` for `ctr.log`.
+pub fn rotated_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".1");
+    path.with_file_name(name)
+}
+
 /// Writes a container's output to its log, keeping an unfinished line of
-/// each stream until its newline arrives.
+/// each stream until its newline arrives. With a maximum size, a log that
+/// would grow past it is renamed to [`rotated_path`] (replacing the last
+/// one) and a new one is started, so the two files together stay under
+/// twice the maximum.
 pub struct LogWriter {
+    path: PathBuf,
     file: File,
+    max_size: Option<u64>,
+    size: u64,
     pending: [Vec<u8>; 2],
     buffer: Vec<u8>,
 }
 
 impl LogWriter {
-    pub fn new(file: File) -> Self {
-        LogWriter {
+    /// Opens the log at `path` for appending.
+    pub fn open(path: &Path, max_size: Option<u64>) -> io::Result<Self> {
+        let file = fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            path: path.to_owned(),
             file,
+            max_size,
+            size,
             pending: [Vec::new(), Vec::new()],
             buffer: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Appends whole entries, rotating the log before an entry that would
+    /// take it past the maximum size. An entry longer than the maximum
+    /// still goes into a file of its own.
+    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        let Some(max_size) = self.max_size else {
+            return self.file.write_all(data);
+        };
+        let mut start = 0;
+        let mut end = 0;
+        for entry in data.split_inclusive(|&b| b == b'\n') {
+            if self.size > 0 && self.size + entry.len() as u64 > max_size {
+                self.file.write_all(&data[start..end])?;
+                self.rotate()?;
+                start = end;
+            }
+            end += entry.len();
+            self.size += entry.len() as u64;
         }
+        self.file.write_all(&data[start..end])
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        fs::rename(&self.path, rotated_path(&self.path))?;
+        self.file = fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     /// Appends what one read from `stream` returned. All lines of one chunk
@@ -76,7 +125,10 @@ impl LogWriter {
         let kept = split_long(buffer, &time, stream, pending).len();
         let written = pending.len() - kept;
         pending.drain(..written);
-        self.file.write_all(buffer)
+        let buffer = std::mem::take(&mut self.buffer);
+        let result = self.append(&buffer);
+        self.buffer = buffer;
+        result
     }
 
     /// Writes the unfinished line of `stream`, when its pipe closed without
@@ -88,7 +140,7 @@ impl LogWriter {
         }
         let mut buffer = Vec::new();
         encode(&mut buffer, &runtime::state::now_rfc3339(), stream, &pending, true);
-        self.file.write_all(&buffer)
+        self.append(&buffer)
     }
 }
 
@@ -144,7 +196,7 @@ pub fn parse(line: &[u8]) -> Option<Entry<'_>> {
     })
 }
 
-/// How `conman logs` prints the log.
+/// Options of `conman logs`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PrintOptions {
     /// Prefix each line with its time.
@@ -197,11 +249,12 @@ impl<O: Write, E: Write> Printer<O, E> {
     }
 }
 
-/// Prints the log in `file` to `stdout` and `stderr`. With `follow`, keeps
-/// printing what is appended until `running` returns false, then prints the
-/// rest and returns.
+/// Prints the log at `path`, after its rotated part if there is one, to
+/// `stdout` and `stderr`. With `follow`, keeps printing what is appended
+/// (across rotations) until `running` returns false, then prints the rest
+/// and returns.
 pub fn print<O: Write, E: Write>(
-    file: File,
+    path: &Path,
     options: PrintOptions,
     stdout: O,
     stderr: E,
@@ -213,23 +266,40 @@ pub fn print<O: Write, E: Write>(
         timestamps: options.timestamps,
         at_line_start: [true, true],
     };
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+
+    let mut current = File::open(path)?;
+    let rotated: Box<dyn Read> = match File::open(rotated_path(path)) {
+        Ok(file) => Box::new(file),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Box::new(io::empty()),
+        Err(err) => return Err(err),
+    };
+    // The clone shares the file offset, so following continues where the
+    // first pass stopped.
+    let mut reader = BufReader::with_capacity(256 * 1024, rotated.chain(current.try_clone()?));
     let mut line = Vec::new();
     if let Some(count) = options.tail {
-        print_tail(&mut reader, count, &mut printer)?;
+        print_tail(&mut reader, &mut line, count, &mut printer)?;
     } else {
         read_complete_lines(&mut reader, &mut line, |line| printer.print_line(line))?;
     }
     printer.flush()?;
+
     let Some(running) = follow else {
         return Ok(());
     };
+    let mut reader = BufReader::with_capacity(256 * 1024, current.try_clone()?);
     loop {
         // Read the state before the file, so that output written just
         // before the exit is read on the last pass.
         let still_running = running();
         read_complete_lines(&mut reader, &mut line, |line| printer.print_line(line))?;
         printer.flush()?;
+        if fs::metadata(path).is_ok_and(|meta| meta.ino() != current.metadata().map(|m| m.ino()).unwrap_or(0)) {
+            // Rotated: what is left of the old file was read above.
+            current = File::open(path)?;
+            reader = BufReader::with_capacity(256 * 1024, current.try_clone()?);
+            continue;
+        }
         if !still_running {
             return Ok(());
         }
@@ -240,7 +310,7 @@ pub fn print<O: Write, E: Write>(
 /// Calls `each` for every complete line that can be read now. A line still
 /// being written (no newline yet) stays in `line` for the next call.
 fn read_complete_lines(
-    reader: &mut BufReader<File>,
+    reader: &mut impl BufRead,
     line: &mut Vec<u8>,
     mut each: impl FnMut(&[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -257,15 +327,19 @@ fn read_complete_lines(
 /// Prints the last `count` lines: a line is every entry of one stream up
 /// to and including an `F` entry. As with tail(1), an unfinished line at
 /// the end of the log counts as a line.
-fn print_tail<O: Write, E: Write>(reader: &mut BufReader<File>, count: usize, printer: &mut Printer<O, E>) -> io::Result<()> {
-    let mut line = Vec::new();
+fn print_tail<O: Write, E: Write>(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    count: usize,
+    printer: &mut Printer<O, E>,
+) -> io::Result<()> {
     if count == 0 {
         // Skip to the end, so that --follow prints only new lines.
-        return read_complete_lines(reader, &mut line, |_| Ok(()));
+        return read_complete_lines(reader, line, |_| Ok(()));
     }
     let mut lines: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
     let mut open: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
-    read_complete_lines(reader, &mut line, |raw| {
+    read_complete_lines(reader, line, |raw| {
         let text = raw.strip_suffix(b"\n").unwrap_or(raw);
         if let Some(entry) = parse(text) {
             let index = entry.stream.index();
@@ -296,11 +370,11 @@ fn print_tail<O: Write, E: Write>(reader: &mut BufReader<File>, count: usize, pr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek, SeekFrom};
 
     fn written(chunks: &[(Stream, &[u8])], finish: bool) -> String {
-        let mut file = tempfile::tempfile().unwrap();
-        let mut writer = LogWriter::new(file.try_clone().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        let mut writer = LogWriter::open(&path, None).unwrap();
         for (stream, data) in chunks {
             writer.write(*stream, data).unwrap();
         }
@@ -308,10 +382,7 @@ mod tests {
             writer.finish(Stream::Stdout).unwrap();
             writer.finish(Stream::Stderr).unwrap();
         }
-        let mut text = String::new();
-        file.seek(SeekFrom::Start(0)).unwrap();
-        file.read_to_string(&mut text).unwrap();
-        text
+        fs::read_to_string(&path).unwrap()
     }
 
     /// Drops the time field, which differs on every run.
@@ -350,12 +421,12 @@ mod tests {
     }
 
     fn printed(log: &str, options: PrintOptions) -> (String, String) {
-        let mut file = tempfile::tempfile().unwrap();
-        file.write_all(log.as_bytes()).unwrap();
-        file.seek(SeekFrom::Start(0)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        fs::write(&path, log).unwrap();
         let mut out = Vec::new();
         let mut err = Vec::new();
-        print(file, options, &mut out, &mut err, None).unwrap();
+        print(&path, options, &mut out, &mut err, None).unwrap();
         (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
     }
 
@@ -384,5 +455,28 @@ mod tests {
         assert_eq!(err, "warn\n");
         let (out, err) = printed(SAMPLE, PrintOptions { timestamps: false, tail: Some(0) });
         assert_eq!((out.as_str(), err.as_str()), ("", ""));
+    }
+
+    #[test]
+    fn rotation_bounds_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ctr.log");
+        let mut writer = LogWriter::open(&path, Some(200)).unwrap();
+        for i in 0..40 {
+            writer.write(Stream::Stdout, format!("line {i}\n").as_bytes()).unwrap();
+        }
+
+        let current = fs::read_to_string(&path).unwrap();
+        let rotated = fs::read_to_string(rotated_path(&path)).unwrap();
+        assert!(current.len() <= 200, "{}", current.len());
+        assert!(rotated.len() <= 200, "{}", rotated.len());
+        assert!(current.ends_with("stdout F line 39\n"), "{current}");
+        let mut out = Vec::new();
+        print(&path, PrintOptions::default(), &mut out, Vec::new(), None).unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        let numbers: Vec<u32> = printed.lines().map(|l| l[5..].parse().unwrap()).collect();
+        assert_eq!(numbers.last(), Some(&39));
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{printed}");
+        assert!(numbers.len() > 5, "{printed}");
     }
 }

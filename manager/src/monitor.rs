@@ -214,10 +214,7 @@ impl<'a> Monitor<'a> {
             SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|errno| Error::io("create a signalfd", errno.into()))?;
 
         let log_path = entry.log_path();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
+        let log = LogWriter::open(&log_path, entry.record.log_max_size)
             .map_err(|err| Error::io(format!("open {}", log_path.display()), err))?;
         let client = match client {
             Some(socket) => {
@@ -241,7 +238,7 @@ impl<'a> Monitor<'a> {
             manager,
             entry,
             signals,
-            log: LogWriter::new(log),
+            log,
             client,
             stdin: None,
             record,

@@ -108,6 +108,9 @@ pub struct ContainerRecord {
     /// attached client.
     #[serde(default)]
     pub interactive: bool,
+    /// `--log-max-size`: rotate the log past this many bytes.
+    #[serde(default)]
+    pub log_max_size: Option<u64>,
 }
 
 /// The settings of a new container's record besides its name and command.
@@ -116,6 +119,7 @@ pub struct RecordOptions {
     pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub interactive: bool,
+    pub log_max_size: Option<u64>,
 }
 
 /// The monitor's record of itself and of the run in progress.
@@ -318,6 +322,7 @@ impl Store {
             auto_remove: options.auto_remove,
             restart: options.restart,
             interactive: options.interactive,
+            log_max_size: options.log_max_size,
         };
         if let Err(err) = save_json(&dir.join(RECORD_FILE), &record) {
             let _ = fs::remove_dir_all(&dir);

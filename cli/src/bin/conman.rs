@@ -159,6 +159,10 @@ struct CreateArgs {
     /// the container gets the host's programs and libraries read-only.
     #[arg(long)]
     rootfs: Option<PathBuf>,
+    /// Rotate the container's log when it would grow past this size (bytes,
+    /// or with k, m, g suffix); one rotated file is kept.
+    #[arg(long = "log-max-size", allow_hyphen_values = true)]
+    log_max_size: Option<String>,
     /// Program to run; the command's arguments follow it.
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
@@ -193,9 +197,18 @@ impl CreateArgs {
             remove: self.rm,
             restart: RestartPolicy::parse(&self.restart)?,
             interactive: self.interactive,
+            log_max_size: self.log_max_size.map(|size| parse_log_size(&size)).transpose()?,
             args,
             settings: self.settings.into_settings()?,
         })
+    }
+}
+
+fn parse_log_size(text: &str) -> manager::Result<u64> {
+    match conman_cli::units::parse_bytes(text) {
+        Ok(size) if size > 0 => Ok(size as u64),
+        Ok(_) => Err(manager::Error::InvalidArgument(format!("--log-max-size \"{text}\": use a positive size"))),
+        Err(message) => Err(manager::Error::InvalidArgument(format!("--log-max-size: {message}"))),
     }
 }
 
