@@ -808,3 +808,40 @@ fn logs_follow_across_rotation() {
     let expected: String = (1..=300).map(|i| format!("line{i}\n")).collect();
     assert_eq!(out.stdout, expected);
 }
+
+#[test]
+fn rootfs_overlay_keeps_dir_unchanged() {
+    let rt = conman_integration::Runtime::new();
+    let bundle = conman_integration::Bundle::new(&rt);
+    let conman = Conman::new();
+    let rootfs = bundle.rootfs();
+    let rootfs_arg = rootfs.to_str().unwrap();
+    let store = conman.root().to_str().unwrap().to_owned();
+
+    let out = conman.output(&["run", "--name", "ov", "--rootfs", rootfs_arg, "--", "/bin/sh", "-c", "echo new > /created; rm /bin/true; ls /created /bin/true"]);
+
+    assert_eq!(out.code, 1, "ls must find /created but not /bin/true: {out}");
+    assert!(out.stdout.contains("/created"), "{out}");
+    assert!(!rootfs.join("created").exists(), "the write reached --rootfs");
+    assert!(fs::symlink_metadata(rootfs.join("bin/true")).is_ok(), "the removal reached --rootfs");
+    let id = conman.inspect("ov")["id"].as_str().unwrap().to_owned();
+    let upper = conman.containers_dir().join(&id).join("upper/created");
+    assert_eq!(fs::read_to_string(&upper).unwrap(), "new\n", "the write must land in the upper layer");
+    assert!(conman_integration::host_mounts_mentioning(&store).is_empty(), "the overlay stays mounted after the exit");
+
+    let writable = conman.output(&["run", "--rm", "--rootfs", rootfs_arg, "--rootfs-rw", "--", "/bin/sh", "-c", "echo rw > /written"]);
+    assert_eq!(writable.code, 0, "{writable}");
+    assert_eq!(fs::read_to_string(rootfs.join("written")).unwrap(), "rw\n", "--rootfs-rw writes into the directory");
+    let alone = conman.output(&["run", "--rootfs-rw", "--", "true"]);
+    assert_eq!(alone.code, 125, "{alone}");
+    assert!(alone.stderr.contains("--rootfs"), "{alone}");
+
+    run_detached_with(&conman, &["--rootfs", rootfs_arg, "--name", "ovk"], &["/bin/sleep", "100"]);
+    assert_eq!(conman_integration::host_mounts_mentioning(&store).len(), 1, "the running container's overlay");
+    let monitor = monitor_pid(&conman, "ovk");
+    // SAFETY: kill the monitor that this test started.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    eventually("the monitor is gone", || !process_alive(monitor));
+    conman.ok(&["rm", "-f", "ovk"]);
+    assert!(conman_integration::host_mounts_mentioning(&store).is_empty(), "rm -f left the overlay mounted");
+}

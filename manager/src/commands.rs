@@ -308,8 +308,10 @@ impl Manager {
                 }
             }
         }
-        // Whatever a dead monitor left: the init, its cgroups, the state.
+        // Whatever a dead monitor left: the init, its cgroups, the state,
+        // the overlay mount.
         self.runtime.delete(entry.id(), true)?;
+        crate::overlay::unmount(&entry.dir)?;
         self.store.remove(entry.id())?;
         tracing::info!(id = entry.id(), "container removed");
         Ok(entry.record.id)
@@ -324,6 +326,7 @@ impl Manager {
             });
         }
         self.runtime.delete(id, true)?;
+        crate::overlay::unmount(&self.store.container_dir(id))?;
         self.store.remove(id)?;
         tracing::warn!(id, "removed a container with a damaged record");
         Ok(id.to_owned())

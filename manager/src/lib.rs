@@ -10,6 +10,7 @@
 pub mod error;
 pub mod log;
 pub mod monitor;
+pub mod overlay;
 pub mod seccomp;
 pub mod spec;
 pub mod store;
@@ -30,7 +31,8 @@ use store::{Entry, RestartPolicy, Store};
 pub enum RootfsSource {
     /// No image: a read-only view of the host's programs and libraries.
     Host,
-    /// A directory used as the container's root as it is.
+    /// A directory: the lower layer of an overlay that takes the
+    /// container's writes, or with `--rootfs-rw` the root itself.
     Directory(PathBuf),
 }
 
@@ -39,6 +41,8 @@ pub enum RootfsSource {
 pub struct RunOptions {
     pub name: Option<String>,
     pub rootfs: RootfsSource,
+    /// `--rootfs-rw`: use the `--rootfs` directory itself, not an overlay.
+    pub rootfs_rw: bool,
     /// `--rm`: remove the container when it exits.
     pub remove: bool,
     pub restart: RestartPolicy,
@@ -97,11 +101,19 @@ impl Manager {
             RootfsSource::Host => RootfsSource::Host,
         };
         options.settings.check()?;
+        let rootfs_overlay = match &rootfs_source {
+            RootfsSource::Directory(dir) if !options.rootfs_rw => {
+                overlay::check_lower(dir)?;
+                Some(dir.clone())
+            }
+            _ => None,
+        };
         let record_options = store::RecordOptions {
             auto_remove: options.remove,
             restart: options.restart,
             interactive: options.interactive,
             log_max_size: options.log_max_size,
+            rootfs_overlay,
         };
         let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
         if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings) {
@@ -114,6 +126,10 @@ impl Manager {
 
     fn write_bundle(&self, entry: &Entry, source: &RootfsSource, settings: &spec::Settings) -> Result<()> {
         let rootfs = match source {
+            RootfsSource::Directory(_) if entry.record.rootfs_overlay.is_some() => {
+                overlay::prepare(&entry.dir)?;
+                entry.dir.join(overlay::MERGED_DIR)
+            }
             RootfsSource::Directory(dir) => dir.clone(),
             RootfsSource::Host => {
                 let dir = entry.dir.join("rootfs");
@@ -173,6 +189,7 @@ impl Manager {
             Status::Lost => {
                 // Clean what the dead monitor left of the last run.
                 self.runtime.delete(entry.id(), true)?;
+                overlay::unmount(&entry.dir)?;
             }
             status => {
                 return Err(Error::WrongState {

@@ -284,6 +284,9 @@ impl<'a> Monitor<'a> {
             if let Err(err) = self.manager.runtime.delete(self.id(), true) {
                 tracing::error!(id = self.id(), error = %err, "delete the container's runtime state");
             }
+            if let Err(err) = crate::overlay::unmount(&self.entry.dir) {
+                tracing::error!(id = self.id(), error = %err, "unmount the root filesystem overlay");
+            }
             let started_at = self.record.started_at.clone();
             self.record_exit(code, started_at);
 
@@ -352,14 +355,22 @@ impl<'a> Monitor<'a> {
             bundle: self.entry.dir.clone(),
             ..runtime::CreateOptions::default()
         };
-        let result = self.manager.runtime.create(self.id(), &options).and_then(|created| {
+        let overlay = self.entry.record.rootfs_overlay.as_deref();
+        let mounted = match overlay {
+            Some(lower) => crate::overlay::mount(&self.entry.dir, lower),
+            None => Ok(()),
+        };
+        let result = mounted.and_then(|()| Ok(self.manager.runtime.create(self.id(), &options)?)).and_then(|created| {
             if let Err(err) = self.manager.runtime.start(self.id()) {
                 let _ = self.manager.runtime.delete(self.id(), true);
-                return Err(err);
+                return Err(err.into());
             }
             Ok(created)
         });
         redirect(&[(saved[0].as_raw_fd(), 0), (saved[1].as_raw_fd(), 1), (saved[2].as_raw_fd(), 2)])?;
+        if result.is_err() && overlay.is_some() {
+            let _ = crate::overlay::unmount(&self.entry.dir);
+        }
         let created = result?;
 
         set_nonblocking(stdout_read.as_raw_fd())?;

@@ -111,15 +111,20 @@ pub struct ContainerRecord {
     /// `--log-max-size`: rotate the log past this many bytes.
     #[serde(default)]
     pub log_max_size: Option<u64>,
+    /// `--rootfs DIR` without `--rootfs-rw`: DIR, the lower layer of the
+    /// overlay that is the container's root.
+    #[serde(default)]
+    pub rootfs_overlay: Option<PathBuf>,
 }
 
 /// The settings of a new container's record besides its name and command.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RecordOptions {
     pub auto_remove: bool,
     pub restart: RestartPolicy,
     pub interactive: bool,
     pub log_max_size: Option<u64>,
+    pub rootfs_overlay: Option<PathBuf>,
 }
 
 /// The monitor's record of itself and of the run in progress.
@@ -323,6 +328,7 @@ impl Store {
             restart: options.restart,
             interactive: options.interactive,
             log_max_size: options.log_max_size,
+            rootfs_overlay: options.rootfs_overlay,
         };
         if let Err(err) = save_json(&dir.join(RECORD_FILE), &record) {
             let _ = fs::remove_dir_all(&dir);

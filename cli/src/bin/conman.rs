@@ -155,10 +155,15 @@ struct CreateArgs {
     /// Restart policy: no, on-failure[:MAX_RETRIES] or always.
     #[arg(long, default_value = "no")]
     restart: String,
-    /// Directory to use as the container's root filesystem. Without it,
-    /// the container gets the host's programs and libraries read-only.
+    /// Directory to use as the container's root filesystem, under an
+    /// overlay that takes the container's writes. Without it, the container
+    /// gets the host's programs and libraries read-only.
     #[arg(long)]
     rootfs: Option<PathBuf>,
+    /// Let the container write into the --rootfs directory itself, instead
+    /// of an overlay on top of it.
+    #[arg(long = "rootfs-rw", requires = "rootfs")]
+    rootfs_rw: bool,
     /// Rotate the container's log when it would grow past this size (bytes,
     /// or with k, m, g suffix); one rotated file is kept.
     #[arg(long = "log-max-size", allow_hyphen_values = true)]
@@ -194,6 +199,7 @@ impl CreateArgs {
         Ok(RunOptions {
             name: self.name,
             rootfs: self.rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
+            rootfs_rw: self.rootfs_rw,
             remove: self.rm,
             restart: RestartPolicy::parse(&self.restart)?,
             interactive: self.interactive,
