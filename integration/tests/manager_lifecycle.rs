@@ -598,18 +598,6 @@ fn entrypoint_prefixes_command() {
     assert_eq!(out.stdout, "from entrypoint\n");
 }
 
-#[test]
-fn tty_flags_rejected() {
-    let conman = Conman::new();
-
-    for flag in ["-t", "-it"] {
-        let out = conman.output(&["run", "--rm", flag, "--", "true"]);
-        assert_eq!(out.code, 125, "{flag}: {out}");
-        assert!(out.stderr.contains("not implemented"), "{flag}: {out}");
-    }
-    assert!(entries(&conman.containers_dir()).is_empty());
-}
-
 /// `stop -t 2` on a container that ignores SIGTERM holds the container's
 /// lock for two seconds: a `pause` issued meanwhile must wait and then find
 /// the container exited, while a `stop` of another container runs at once.
@@ -844,4 +832,104 @@ fn rootfs_overlay_keeps_dir_unchanged() {
     eventually("the monitor is gone", || !process_alive(monitor));
     conman.ok(&["rm", "-f", "ovk"]);
     assert!(conman_integration::host_mounts_mentioning(&store).is_empty(), "rm -f left the overlay mounted");
+}
+
+/// Reads the pty master until the output contains `needle`.
+fn read_pty_until(master: &std::os::fd::OwnedFd, output: &mut String, needle: &str) {
+    use std::os::fd::AsRawFd;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !output.contains(needle) {
+        assert!(Instant::now() < deadline, "timed out waiting for {needle:?} on the terminal; output so far: {output:?}");
+        let mut fds = [libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) } <= 0 {
+            continue;
+        }
+        match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => output.push_str(&String::from_utf8_lossy(&buf[..n])),
+            _ => sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn set_pty_size(master: &std::os::fd::OwnedFd, rows: u16, columns: u16) {
+    use std::os::fd::AsRawFd;
+
+    let size = libc::winsize { ws_row: rows, ws_col: columns, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ with a valid winsize.
+    assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) }, 0);
+}
+
+/// `run -it` on a pty that the test opens: the container's shell gets a
+/// terminal of the caller's size, follows a resize, receives Ctrl-C as
+/// SIGINT, and its exit code is returned.
+#[test]
+fn run_interactive_terminal() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+
+    let conman = Conman::new();
+    let pty = nix::pty::openpty(None, None).expect("open a pty");
+    set_pty_size(&pty.master, 33, 77);
+    let mut command = conman.command(&["run", "--rm", "-it", "--", "sh"]);
+    command
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: setsid and ioctl are async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("spawn conman run -it");
+    drop(pty.slave);
+    let mut output = String::new();
+
+    nix::unistd::write(&pty.master, b"tty; stty size\r").unwrap();
+    read_pty_until(&pty.master, &mut output, "33 77");
+    set_pty_size(&pty.master, 40, 100);
+    // SAFETY: signal our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGWINCH) };
+    sleep(Duration::from_millis(300));
+    nix::unistd::write(&pty.master, b"stty size\r").unwrap();
+    read_pty_until(&pty.master, &mut output, "40 100");
+    // The shell echoes the typed lines, so the checks look for computed
+    // output that the typed text does not contain.
+    nix::unistd::write(&pty.master, b"sleep 30; echo slept-$((40+2))\r").unwrap();
+    sleep(Duration::from_millis(500));
+    nix::unistd::write(&pty.master, b"\x03").unwrap();
+    nix::unistd::write(&pty.master, b"echo after-$((1+1))\r").unwrap();
+    read_pty_until(&pty.master, &mut output, "after-2\r\n");
+    nix::unistd::write(&pty.master, b"exit 3\r").unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "conman run -it did not exit; output: {output:?}");
+        sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(3), "{output:?}");
+    assert!(output.contains("/dev/pts/0"), "the shell's stdin must be a terminal: {output:?}");
+    assert!(!output.contains("slept-42"), "Ctrl-C did not interrupt sleep: {output:?}");
+    assert!(entries(&conman.containers_dir()).is_empty());
+}
+
+#[test]
+fn run_tty_without_terminal() {
+    let conman = Conman::new();
+
+    let out = conman.output(&["run", "--name", "pty", "-t", "--", "sh", "-c", "tty; echo to-stderr >&2"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, "/dev/pts/0\r\nto-stderr\r\n", "a terminal merges stdout and stderr: {out}");
+    assert_eq!(out.stderr, "", "{out}");
+    let logs = conman.ok(&["logs", "pty"]);
+    assert_eq!(logs.stdout, "/dev/pts/0\r\nto-stderr\r\n", "{logs}");
 }

@@ -44,13 +44,14 @@ const FORWARDED: &[Signal] = &[
     Signal::SIGTERM,
 ];
 
-/// Blocks the forwarded signals, so that they queue for the signalfd of
-/// [`Manager::relay`]; returns the previous mask.
+/// Blocks the forwarded signals and SIGWINCH, so that they queue for the
+/// signalfd of [`Manager::relay`]; returns the previous mask.
 pub(crate) fn block_forwarded_signals() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for signal in FORWARDED {
         set.add(*signal);
     }
+    set.add(Signal::SIGWINCH);
     let mut old = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
         .map_err(|errno| Error::io("block signals", errno.into()))?;
@@ -94,10 +95,15 @@ impl Manager {
     /// Relays the output frames of the monitor on `client` to stdout and
     /// stderr, forwarding signals to the container, until the exit frame.
     /// With `interactive`, also sends this process's stdin to the monitor.
-    pub(crate) fn relay(&self, entry: &Entry, client: OwnedFd, interactive: bool) -> Result<i32> {
+    /// With `tty`, puts a terminal on stdin in raw mode for the duration,
+    /// and sends its size at the start and on every SIGWINCH.
+    pub(crate) fn relay(&self, entry: &Entry, client: OwnedFd, interactive: bool, tty: bool) -> Result<i32> {
         let mut set = SigSet::empty();
         for signal in FORWARDED {
             set.add(*signal);
+        }
+        if tty {
+            set.add(Signal::SIGWINCH);
         }
         let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(|errno| Error::io("create a signalfd", errno.into()))?;
@@ -108,6 +114,10 @@ impl Manager {
         // full, but output keeps flowing, so neither side can block the other.
         let mut outbox = Vec::new();
         let mut stdin_open = interactive;
+        let _raw_mode = if tty && interactive { runtime::terminal::RawMode::enable(0) } else { None };
+        if tty {
+            push_window_size(&mut outbox);
+        }
         let mut chunk = vec![0u8; 64 * 1024];
         let mut exit_code = None;
         let mut deadline = None;
@@ -136,7 +146,7 @@ impl Manager {
             drop(fds);
 
             if !ready[1].is_empty() {
-                self.forward_signals(entry, &signals);
+                self.forward_signals(entry, &signals, &mut outbox);
             }
             if read_stdin && !ready[2].is_empty() {
                 match nix::unistd::read(0, &mut chunk) {
@@ -172,7 +182,7 @@ impl Manager {
                                     // socket, but not for long.
                                     deadline = Some(Instant::now() + Duration::from_secs(5));
                                 }
-                                Frame::Stdin(_) | Frame::StdinClose => {}
+                                Frame::Stdin(_) | Frame::StdinClose | Frame::Resize(..) => {}
                             }
                         }
                     }
@@ -192,10 +202,15 @@ impl Manager {
         })
     }
 
-    /// Sends the signals queued on `signals` to the container's init.
-    fn forward_signals(&self, entry: &Entry, signals: &SignalFd) {
+    /// Sends the signals queued on `signals` to the container's init, and
+    /// turns SIGWINCH into a resize frame.
+    fn forward_signals(&self, entry: &Entry, signals: &SignalFd, outbox: &mut Vec<u8>) {
         while let Ok(Some(info)) = signals.read_signal() {
             let signal = info.ssi_signo as i32;
+            if signal == libc::SIGWINCH {
+                push_window_size(outbox);
+                continue;
+            }
             match self.runtime.kill(entry.id(), signal, false) {
                 Ok(()) => tracing::info!(id = entry.id(), signal, "forwarded signal"),
                 Err(err) => tracing::info!(id = entry.id(), signal, error = %err, "signal not forwarded"),
@@ -628,6 +643,24 @@ fn cpu_nanos(paths: &[PathBuf]) -> u64 {
         }
     }
     0
+}
+
+/// Returns the size (rows, columns) of the terminal on stdin, if stdin is
+/// a terminal.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    // SAFETY: winsize is plain data, valid when zeroed.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills a valid winsize.
+    let ok = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_row > 0).then_some((size.ws_row, size.ws_col))
+}
+
+fn push_window_size(outbox: &mut Vec<u8>) {
+    if let Some((rows, columns)) = terminal_size() {
+        let mut payload = rows.to_be_bytes().to_vec();
+        payload.extend_from_slice(&columns.to_be_bytes());
+        crate::monitor::push_frame(outbox, crate::monitor::FRAME_RESIZE, &payload);
+    }
 }
 
 fn set_nonblocking(fd: i32) -> Result<()> {

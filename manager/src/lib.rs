@@ -20,7 +20,7 @@ mod status;
 
 use std::path::{Path, PathBuf};
 
-pub use commands::{ExecRequest, Stats};
+pub use commands::{terminal_size, ExecRequest, Stats};
 pub use error::{Error, Result};
 use runtime::Runtime;
 pub use status::{Info, Status};
@@ -50,6 +50,9 @@ pub struct RunOptions {
     pub interactive: bool,
     /// `--log-max-size`: the log is rotated past this many bytes.
     pub log_max_size: Option<u64>,
+    /// `-t`: give the container a pty, with this initial size (rows,
+    /// columns) when the caller's stdin is a terminal.
+    pub tty: Option<Option<(u16, u16)>>,
     pub args: Vec<String>,
     pub settings: spec::Settings,
 }
@@ -113,10 +116,11 @@ impl Manager {
             restart: options.restart,
             interactive: options.interactive,
             log_max_size: options.log_max_size,
+            tty: options.tty.is_some(),
             rootfs_overlay,
         };
         let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
-        if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings) {
+        if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings, options.tty) {
             let _ = self.store.remove(entry.id());
             return Err(err);
         }
@@ -124,7 +128,7 @@ impl Manager {
         Ok(entry)
     }
 
-    fn write_bundle(&self, entry: &Entry, source: &RootfsSource, settings: &spec::Settings) -> Result<()> {
+    fn write_bundle(&self, entry: &Entry, source: &RootfsSource, settings: &spec::Settings, tty_size: Option<Option<(u16, u16)>>) -> Result<()> {
         let rootfs = match source {
             RootfsSource::Directory(_) if entry.record.rootfs_overlay.is_some() => {
                 overlay::prepare(&entry.dir)?;
@@ -137,7 +141,13 @@ impl Manager {
                 dir
             }
         };
-        let config = spec::build(&entry.record, &rootfs, source, settings)?;
+        let mut config = spec::build(&entry.record, &rootfs, source, settings)?;
+        if let Some(size) = tty_size {
+            config["process"]["terminal"] = serde_json::json!(true);
+            if let Some((rows, columns)) = size {
+                config["process"]["consoleSize"] = serde_json::json!({ "height": rows, "width": columns });
+            }
+        }
         runtime::state::write_atomic(
             &entry.dir.join("config.json"),
             serde_json::to_string_pretty(&config).expect("config serialises").as_bytes(),
@@ -174,7 +184,7 @@ impl Manager {
                 return Err(err);
             }
         };
-        let result = self.relay(&entry, client, options.interactive);
+        let result = self.relay(&entry, client, options.interactive, options.tty.is_some());
         commands::restore_signals(&forwarded);
         result
     }

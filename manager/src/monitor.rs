@@ -43,6 +43,9 @@ pub const FRAME_EXIT: u8 = 3;
 pub const FRAME_STDIN: u8 = 4;
 /// Client to monitor: the client's stdin reached end-of-file.
 pub const FRAME_STDIN_CLOSE: u8 = 5;
+/// Client to monitor: the client's terminal size, rows and columns as
+/// big-endian u16s (`run -t`).
+pub const FRAME_RESIZE: u8 = 6;
 
 /// Output queued for a slow client beyond which the monitor stops reading
 /// the container's pipes, so the container waits instead of output being
@@ -180,6 +183,9 @@ struct StdinPipe {
     backlog: Vec<u8>,
     /// The client's stdin ended: close the pipe once the backlog is written.
     close_pending: bool,
+    /// The pipe is the pty master, which stays open for the container's
+    /// terminal when the client's input ends.
+    is_pty: bool,
 }
 
 /// One run of the container: its init and the read ends of its stdio.
@@ -196,6 +202,8 @@ struct Monitor<'a> {
     log: LogWriter,
     client: Option<Client>,
     stdin: Option<StdinPipe>,
+    /// The pty master of the current run, with `-t`.
+    pty: Option<OwnedFd>,
     record: MonitorRecord,
 }
 
@@ -241,6 +249,7 @@ impl<'a> Monitor<'a> {
             log,
             client,
             stdin: None,
+            pty: None,
             record,
         })
     }
@@ -351,8 +360,10 @@ impl<'a> Monitor<'a> {
         let stdin_source = stdin_pipe.as_ref().map_or(null.as_raw_fd(), |(read, _)| read.as_raw_fd());
         redirect(&[(stdin_source, 0), (stdout_write.as_raw_fd(), 1), (stderr_write.as_raw_fd(), 2)])?;
 
+        let console = if self.entry.record.tty { Some(ConsoleSocket::bind(self.record.restart_count)?) } else { None };
         let options = runtime::CreateOptions {
             bundle: self.entry.dir.clone(),
+            console_socket: console.as_ref().map(|c| c.path.clone()),
             ..runtime::CreateOptions::default()
         };
         let overlay = self.entry.record.rootfs_overlay.as_deref();
@@ -372,23 +383,40 @@ impl<'a> Monitor<'a> {
             let _ = crate::overlay::unmount(&self.entry.dir);
         }
         let created = result?;
+        let pty = match console.map(|console| console.receive()).transpose() {
+            Ok(pty) => pty,
+            Err(err) => {
+                let _ = self.manager.runtime.delete(self.id(), true);
+                let _ = crate::overlay::unmount(&self.entry.dir);
+                return Err(err);
+            }
+        };
 
         set_nonblocking(stdout_read.as_raw_fd())?;
         set_nonblocking(stderr_read.as_raw_fd())?;
-        self.stdin = match stdin_pipe {
-            Some((_, write)) => {
-                set_nonblocking(write.as_raw_fd())?;
-                // Without a client (`run -d -i`, or a restart after the
-                // client left) nothing feeds the pipe, but it stays open,
-                // as podman keeps stdin open.
-                let close_pending = false;
-                Some(StdinPipe { fd: write, backlog: Vec::new(), close_pending })
+        let mut output = Some(stdout_read);
+        self.stdin = None;
+        self.pty = None;
+        if let Some(master) = pty {
+            set_nonblocking(master.as_raw_fd())?;
+            // The init's stdio is the pty's slave: its output arrives on
+            // the master, as stdout, and the stdio pipes close at once.
+            output = Some(dup_cloexec(master.as_raw_fd())?);
+            if self.entry.record.interactive {
+                let fd = dup_cloexec(master.as_raw_fd())?;
+                self.stdin = Some(StdinPipe { fd, backlog: Vec::new(), close_pending: false, is_pty: true });
             }
-            None => None,
-        };
+            self.pty = Some(master);
+        } else if let Some((_, write)) = stdin_pipe {
+            set_nonblocking(write.as_raw_fd())?;
+            // Without a client (`run -d -i`, or a restart after the
+            // client left) nothing feeds the pipe, but it stays open,
+            // as podman keeps stdin open.
+            self.stdin = Some(StdinPipe { fd: write, backlog: Vec::new(), close_pending: false, is_pty: false });
+        }
         Ok(Run {
             pid: created.pid,
-            pipes: [Some(stdout_read), Some(stderr_read)],
+            pipes: [output, Some(stderr_read)],
             started_at: runtime::state::now_rfc3339(),
         })
     }
@@ -476,6 +504,14 @@ impl<'a> Monitor<'a> {
                     }
                     Ok(n) => self.output(stream, &buf[..n]),
                     Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+                    // A pty master reads EIO once every slave is closed:
+                    // its end-of-file.
+                    Err(nix::errno::Errno::EIO) if self.pty.is_some() => {
+                        run.pipes[index] = None;
+                        if let Err(err) = self.log.finish(stream) {
+                            tracing::error!(id = self.id(), error = %err, "write the container log");
+                        }
+                    }
                     Err(errno) => {
                         tracing::error!(id = self.id(), error = %errno, "read the container's {}", stream.name());
                         run.pipes[index] = None;
@@ -492,6 +528,7 @@ impl<'a> Monitor<'a> {
             }
         }
         self.stdin = None;
+        self.pty = None;
         exit_code.unwrap_or(255)
     }
 
@@ -543,7 +580,14 @@ impl<'a> Monitor<'a> {
                             }
                             Frame::StdinClose => {
                                 if let Some(stdin) = &mut self.stdin {
-                                    stdin.close_pending = true;
+                                    stdin.close_pending = !stdin.is_pty;
+                                }
+                            }
+                            Frame::Resize(rows, columns) => {
+                                if let Some(pty) = &self.pty {
+                                    if let Err(err) = runtime::terminal::resize(pty.as_raw_fd(), rows, columns) {
+                                        tracing::warn!(id = self.entry.id(), error = %err, "resize the container's terminal");
+                                    }
                                 }
                             }
                             _ => {}
@@ -556,7 +600,7 @@ impl<'a> Monitor<'a> {
                     tracing::info!(id = self.id(), "attached client left");
                     self.client = None;
                     if let Some(stdin) = &mut self.stdin {
-                        stdin.close_pending = true;
+                        stdin.close_pending = !stdin.is_pty;
                     }
                     self.flush_stdin();
                     return;
@@ -636,6 +680,42 @@ impl<'a> Monitor<'a> {
     }
 }
 
+/// The listening socket on which the runtime sends the pty master of a
+/// container with a terminal. Its path is short and outside the store,
+/// because a socket path has at most 107 bytes.
+struct ConsoleSocket {
+    path: std::path::PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    fn bind(run: u32) -> Result<ConsoleSocket> {
+        let path = std::env::temp_dir().join(format!("conman-console-{}-{run}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|err| Error::io(format!("listen on {}", path.display()), err))?;
+        Ok(ConsoleSocket { path, listener })
+    }
+
+    /// Receives the pty master that the init sent while `create` ran: the
+    /// connection is already queued, so accepting does not wait.
+    fn receive(self) -> Result<OwnedFd> {
+        let received = (|| {
+            self.listener.set_nonblocking(true)?;
+            let (stream, _) = self.listener.accept()?;
+            stream.set_nonblocking(false)?;
+            runtime::terminal::recv_fd(stream.as_raw_fd()).map_err(|err| io::Error::other(err.to_string()))
+        })();
+        received.map_err(|err| Error::io(format!("receive the pty master on {}", self.path.display()), err))
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Delay before restart N+1: 100 ms, doubling per restart up to 6.4 s, so
 /// a command that fails at once does not spin.
 fn restart_delay(restarts: u32) -> Duration {
@@ -683,6 +763,8 @@ pub enum Frame {
     Exit(i32),
     Stdin(Vec<u8>),
     StdinClose,
+    /// Rows and columns.
+    Resize(u16, u16),
 }
 
 /// Splits complete frames off the front of `buffer`.
@@ -702,6 +784,10 @@ pub fn take_frames(buffer: &mut Vec<u8>) -> Vec<Frame> {
             FRAME_EXIT if len == 4 => frames.push(Frame::Exit(i32::from_be_bytes(payload.try_into().unwrap()))),
             FRAME_STDIN => frames.push(Frame::Stdin(payload.to_vec())),
             FRAME_STDIN_CLOSE => frames.push(Frame::StdinClose),
+            FRAME_RESIZE if len == 4 => frames.push(Frame::Resize(
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]]),
+            )),
             _ => {}
         }
         offset += 5 + len;

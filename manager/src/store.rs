@@ -111,6 +111,9 @@ pub struct ContainerRecord {
     /// `--log-max-size`: rotate the log past this many bytes.
     #[serde(default)]
     pub log_max_size: Option<u64>,
+    /// `-t`: the container's stdio is a pty whose master the monitor holds.
+    #[serde(default)]
+    pub tty: bool,
     /// `--rootfs DIR` without `--rootfs-rw`: DIR, the lower layer of the
     /// overlay that is the container's root.
     #[serde(default)]
@@ -124,6 +127,7 @@ pub struct RecordOptions {
     pub restart: RestartPolicy,
     pub interactive: bool,
     pub log_max_size: Option<u64>,
+    pub tty: bool,
     pub rootfs_overlay: Option<PathBuf>,
 }
 
@@ -328,6 +332,7 @@ impl Store {
             restart: options.restart,
             interactive: options.interactive,
             log_max_size: options.log_max_size,
+            tty: options.tty,
             rootfs_overlay: options.rootfs_overlay,
         };
         if let Err(err) = save_json(&dir.join(RECORD_FILE), &record) {

@@ -174,7 +174,8 @@ struct CreateArgs {
     /// Keep the container's stdin open and feed it this command's stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// Not implemented yet: rejected with an error.
+    /// Give the container a terminal; with -i, this command's terminal is
+    /// put in raw mode and relayed to it.
     #[arg(short = 't', long)]
     tty: bool,
     #[command(flatten)]
@@ -187,9 +188,6 @@ struct CreateArgs {
 impl CreateArgs {
     fn into_options(self) -> manager::Result<RunOptions> {
         let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
-        if self.tty {
-            return Err(invalid("-t/--tty is not implemented yet: run without it, or use `conman exec -it` in a running container"));
-        }
         let mut args = Vec::new();
         args.extend(self.entrypoint.filter(|e| !e.is_empty()));
         args.extend(self.command);
@@ -204,6 +202,7 @@ impl CreateArgs {
             restart: RestartPolicy::parse(&self.restart)?,
             interactive: self.interactive,
             log_max_size: self.log_max_size.map(|size| parse_log_size(&size)).transpose()?,
+            tty: self.tty.then(manager::terminal_size),
             args,
             settings: self.settings.into_settings()?,
         })
