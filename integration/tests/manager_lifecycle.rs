@@ -933,3 +933,28 @@ fn run_tty_without_terminal() {
     let logs = conman.ok(&["logs", "pty"]);
     assert_eq!(logs.stdout, "/dev/pts/0\r\nto-stderr\r\n", "{logs}");
 }
+
+#[test]
+fn attach_relays_output_and_stdin() {
+    let conman = Conman::new();
+    run_detached_with(&conman, &["-i", "--name", "att"], &["sh", "-c", "while read line; do echo got:$line; done; echo eof; exit 5"]);
+    let observer = conman.spawn(&["attach", "--no-stdin", "att"]);
+    sleep(Duration::from_millis(500));
+
+    let second = conman.output(&["attach", "att"]);
+    assert_eq!(second.code, 125, "{second}");
+    assert!(second.stderr.contains("already has a client attached"), "{second}");
+    // SAFETY: kill our own child process.
+    unsafe { libc::kill(observer.pid(), libc::SIGKILL) };
+    assert_eq!(observer.wait(Duration::from_secs(5)).code, 137);
+    assert_eq!(conman.status("att"), "running", "a client leaving without input must not end the container's stdin");
+
+    let feeder = conman_integration::Spawned::with_stdin(conman.command(&["attach", "att"]), b"one\ntwo\n")
+        .wait(Duration::from_secs(20));
+
+    assert_eq!(feeder.code, 5, "{feeder}");
+    assert_eq!(feeder.stdout, "got:one\ngot:two\neof\n", "{feeder}");
+    let stopped = conman.output(&["attach", "att"]);
+    assert_eq!(stopped.code, 125, "{stopped}");
+    assert!(stopped.stderr.contains("not running"), "{stopped}");
+}

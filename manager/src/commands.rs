@@ -182,6 +182,7 @@ impl Manager {
                                     // socket, but not for long.
                                     deadline = Some(Instant::now() + Duration::from_secs(5));
                                 }
+                                Frame::Error(message) => return Err(Error::InvalidArgument(message)),
                                 Frame::Stdin(_) | Frame::StdinClose | Frame::Resize(..) => {}
                             }
                         }
@@ -200,6 +201,25 @@ impl Manager {
                 entry.record.name
             ))
         })
+    }
+
+    /// Attaches to a running container's output (and stdin, when it was
+    /// started with `-i` and `stdin` is set) until it exits; returns its
+    /// exit code.
+    pub fn attach(&self, query: &str, stdin: bool) -> Result<i32> {
+        let entry = self.store.resolve(query)?;
+        let info = self.info(entry.clone())?;
+        if !matches!(info.status, Status::Running | Status::Paused) {
+            return Err(self.not_running(&info));
+        }
+        let address = crate::monitor::attach_address(entry.id()).map_err(|err| Error::io("make the attach address", err))?;
+        let stream = std::os::unix::net::UnixStream::connect_addr(&address)
+            .map_err(|err| Error::io(format!("connect to the monitor of container {}", entry.record.name), err))?;
+        let forwarded = block_forwarded_signals()?;
+        let interactive = stdin && entry.record.interactive;
+        let result = self.relay(&entry, OwnedFd::from(stream), interactive, entry.record.tty);
+        restore_signals(&forwarded);
+        result
     }
 
     /// Sends the signals queued on `signals` to the container's init, and

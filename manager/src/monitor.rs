@@ -46,6 +46,16 @@ pub const FRAME_STDIN_CLOSE: u8 = 5;
 /// Client to monitor: the client's terminal size, rows and columns as
 /// big-endian u16s (`run -t`).
 pub const FRAME_RESIZE: u8 = 6;
+/// Monitor to client: the attach was refused; the payload is the reason.
+pub const FRAME_ERROR: u8 = 7;
+
+/// Returns the abstract socket address on which the monitor of container
+/// `id` accepts `conman attach`. Abstract sockets leave no file behind and
+/// vanish with the monitor.
+pub fn attach_address(id: &str) -> io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    std::os::unix::net::SocketAddr::from_abstract_name(format!("conman-attach-{id}"))
+}
 
 /// Output queued for a slow client beyond which the monitor stops reading
 /// the container's pipes, so the container waits instead of output being
@@ -174,6 +184,8 @@ struct Client {
     socket: OwnedFd,
     backlog: Vec<u8>,
     inbox: Vec<u8>,
+    /// The client has sent input, so its leaving ends the container's input.
+    sent_input: bool,
 }
 
 /// The write end of an interactive container's stdin, and the data not
@@ -204,6 +216,8 @@ struct Monitor<'a> {
     stdin: Option<StdinPipe>,
     /// The pty master of the current run, with `-t`.
     pty: Option<OwnedFd>,
+    /// The socket on which `conman attach` connects.
+    attach: Option<std::os::unix::net::UnixListener>,
     record: MonitorRecord,
 }
 
@@ -227,7 +241,7 @@ impl<'a> Monitor<'a> {
         let client = match client {
             Some(socket) => {
                 set_nonblocking(socket.as_raw_fd())?;
-                Some(Client { socket, backlog: Vec::new(), inbox: Vec::new() })
+                Some(Client { socket, backlog: Vec::new(), inbox: Vec::new(), sent_input: false })
             }
             None => None,
         };
@@ -250,6 +264,7 @@ impl<'a> Monitor<'a> {
             client,
             stdin: None,
             pty: None,
+            attach: listen_for_attach(entry.id()),
             record,
         })
     }
@@ -469,6 +484,10 @@ impl<'a> Monitor<'a> {
                 fds.push(PollFd::new(borrow(client.socket.as_raw_fd()), flags));
                 fds.len() - 1
             });
+            let attach_slot = self.attach.as_ref().map(|listener| {
+                fds.push(PollFd::new(borrow(listener.as_raw_fd()), PollFlags::POLLIN));
+                fds.len() - 1
+            });
             let timeout = if drain_deadline.is_some() { PollTimeout::from(100u16) } else { PollTimeout::NONE };
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -526,6 +545,11 @@ impl<'a> Monitor<'a> {
             if let Some(slot) = client_slot {
                 self.service_client(revents[slot]);
             }
+            if let Some(slot) = attach_slot {
+                if !revents[slot].is_empty() {
+                    self.accept_attach();
+                }
+            }
         }
         self.stdin = None;
         self.pty = None;
@@ -571,7 +595,9 @@ impl<'a> Monitor<'a> {
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
                 Ok(n) if n > 0 => {
                     client.inbox.extend_from_slice(&chunk[..n]);
-                    for frame in take_frames(&mut client.inbox) {
+                    let frames = take_frames(&mut client.inbox);
+                    client.sent_input |= frames.iter().any(|f| matches!(f, Frame::Stdin(_) | Frame::StdinClose));
+                    for frame in frames {
                         match frame {
                             Frame::Stdin(data) => {
                                 if let Some(stdin) = &mut self.stdin {
@@ -596,10 +622,11 @@ impl<'a> Monitor<'a> {
                     self.flush_stdin();
                 }
                 _ => {
-                    // The client left, so nothing can feed stdin any more.
-                    tracing::info!(id = self.id(), "attached client left");
+                    // A client that fed stdin left, so its input has ended.
+                    let sent_input = client.sent_input;
                     self.client = None;
-                    if let Some(stdin) = &mut self.stdin {
+                    tracing::info!(id = self.id(), "attached client left");
+                    if let Some(stdin) = self.stdin.as_mut().filter(|_| sent_input) {
                         stdin.close_pending = !stdin.is_pty;
                     }
                     self.flush_stdin();
@@ -608,6 +635,43 @@ impl<'a> Monitor<'a> {
             }
         }
         self.flush_client();
+    }
+
+    /// Accepts a `conman attach`, from the monitor's own user only, when no
+    /// client is attached; rejects it with an error frame otherwise.
+    fn accept_attach(&mut self) {
+        let Some(listener) = &self.attach else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let socket = OwnedFd::from(stream);
+        let peer = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials);
+        // SAFETY: geteuid has no arguments and always succeeds.
+        let own_uid = unsafe { libc::geteuid() };
+        let refusal = match peer {
+            Ok(credentials) if credentials.uid() != own_uid => Some(format!("user {} may not attach to this container", credentials.uid())),
+            Err(errno) => Some(format!("read the peer credentials: {errno}")),
+            Ok(_) if self.client.is_some() => Some(format!(
+                "container {} already has a client attached (its foreground run or another attach)",
+                self.entry.record.name
+            )),
+            Ok(_) => None,
+        };
+        if let Some(message) = refusal {
+            tracing::info!(id = self.id(), reason = %message, "attach rejected");
+            let mut frame = Vec::new();
+            push_frame(&mut frame, FRAME_ERROR, message.as_bytes());
+            let _ = nix::sys::socket::send(socket.as_raw_fd(), &frame, nix::sys::socket::MsgFlags::MSG_NOSIGNAL);
+            return;
+        }
+        if let Err(err) = set_nonblocking(socket.as_raw_fd()) {
+            tracing::error!(id = self.id(), error = %err, "accept an attach");
+            return;
+        }
+        tracing::info!(id = self.id(), "client attached");
+        self.client = Some(Client { socket, backlog: Vec::new(), inbox: Vec::new(), sent_input: false });
     }
 
     /// Writes as much of the stdin backlog as the pipe takes now, and
@@ -716,6 +780,19 @@ impl Drop for ConsoleSocket {
     }
 }
 
+/// Listens on the attach address of container `id`; without it the
+/// container runs, but cannot be attached to.
+fn listen_for_attach(id: &str) -> Option<std::os::unix::net::UnixListener> {
+    let listener = attach_address(id).and_then(|address| std::os::unix::net::UnixListener::bind_addr(&address));
+    match listener.and_then(|listener| listener.set_nonblocking(true).map(|()| listener)) {
+        Ok(listener) => Some(listener),
+        Err(err) => {
+            tracing::warn!(id, error = %err, "listen for attach");
+            None
+        }
+    }
+}
+
 /// Delay before restart N+1: 100 ms, doubling per restart up to 6.4 s, so
 /// a command that fails at once does not spin.
 fn restart_delay(restarts: u32) -> Duration {
@@ -765,6 +842,7 @@ pub enum Frame {
     StdinClose,
     /// Rows and columns.
     Resize(u16, u16),
+    Error(String),
 }
 
 /// Splits complete frames off the front of `buffer`.
@@ -784,6 +862,7 @@ pub fn take_frames(buffer: &mut Vec<u8>) -> Vec<Frame> {
             FRAME_EXIT if len == 4 => frames.push(Frame::Exit(i32::from_be_bytes(payload.try_into().unwrap()))),
             FRAME_STDIN => frames.push(Frame::Stdin(payload.to_vec())),
             FRAME_STDIN_CLOSE => frames.push(Frame::StdinClose),
+            FRAME_ERROR => frames.push(Frame::Error(String::from_utf8_lossy(payload).into_owned())),
             FRAME_RESIZE if len == 4 => frames.push(Frame::Resize(
                 u16::from_be_bytes([payload[0], payload[1]]),
                 u16::from_be_bytes([payload[2], payload[3]]),

@@ -310,6 +310,14 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Attach to a running container's output, and its stdin if it was
+    /// started with -i, until it exits; exit with its exit code.
+    Attach {
+        /// Do not send this command's stdin to the container.
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        container: String,
+    },
     /// Run a command in a running container.
     Exec {
         /// Keep stdin open.
@@ -440,6 +448,10 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&details).expect("JSON values serialise"));
             code
         }
+        Command::Attach { no_stdin, container } => match manager.attach(&container, !no_stdin) {
+            Ok(code) => code.clamp(0, 255) as u8,
+            Err(err) => report(err),
+        },
         Command::Exec { interactive, tty, detach, env, user, workdir, container, command } => {
             let request = manager::ExecRequest { args: command, env, user, workdir, interactive, tty, detach };
             match manager.exec(&container, &request) {
