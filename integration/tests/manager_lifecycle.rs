@@ -958,3 +958,14 @@ fn attach_relays_output_and_stdin() {
     assert_eq!(stopped.code, 125, "{stopped}");
     assert!(stopped.stderr.contains("not running"), "{stopped}");
 }
+
+#[test]
+fn init_flag_rejected() {
+    let conman = Conman::new();
+
+    let out = conman.output(&["run", "--rm", "--init", "--", "true"]);
+
+    assert_eq!(out.code, 125, "{out}");
+    assert!(out.stderr.contains("--init is not implemented"), "{out}");
+    assert!(entries(&conman.containers_dir()).is_empty());
+}

@@ -171,6 +171,9 @@ struct CreateArgs {
     /// Program to run; the command's arguments follow it.
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
+    /// Not implemented yet: rejected with an error.
+    #[arg(long)]
+    init: bool,
     /// Keep the container's stdin open and feed it this command's stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
@@ -188,6 +191,9 @@ struct CreateArgs {
 impl CreateArgs {
     fn into_options(self) -> manager::Result<RunOptions> {
         let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
+        if self.init {
+            return Err(invalid("--init is not implemented yet: run without it"));
+        }
         let mut args = Vec::new();
         args.extend(self.entrypoint.filter(|e| !e.is_empty()));
         args.extend(self.command);
