@@ -787,10 +787,60 @@ impl Conman {
     pub fn output(&self, args: &[&str]) -> Output {
         Spawned::new(self.command(args)).wait(COMMAND_TIMEOUT)
     }
+
+    /// Runs `args`, panicking with the output unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.output(args);
+        assert!(out.success(), "conman {} failed: {out}", args.join(" "));
+        out
+    }
+
+    /// Starts `conman` with `args` without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        Spawned::new(self.command(args))
+    }
+
+    /// Runs `inspect` on one container and returns its JSON object.
+    pub fn inspect(&self, container: &str) -> Value {
+        let out = self.ok(&["inspect", container]);
+        let list: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|err| panic!("inspect output is not JSON ({err}): {out}"));
+        list[0].clone()
+    }
+
+    /// Returns the status that `inspect` reports.
+    pub fn status(&self, container: &str) -> String {
+        self.inspect(container)["state"]["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Polls `inspect` until the container reaches `status` or
+    /// [`STATUS_TIMEOUT`] passes, and returns the last status seen.
+    pub fn wait_for_status(&self, container: &str, status: &str) -> String {
+        let deadline = Instant::now() + STATUS_TIMEOUT;
+        loop {
+            let current = self.status(container);
+            if current == status || Instant::now() >= deadline {
+                return current;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Conman {
+    /// Removes every container with `conman rm -f`, which also stops its
+    /// monitor, then deletes what is left in the runtime state (a container
+    /// whose record was damaged on purpose).
     fn drop(&mut self) {
+        let quiet = |mut command: Command| {
+            let _ = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        };
+        if let Ok(entries) = fs::read_dir(self.containers_dir()) {
+            for entry in entries.flatten() {
+                let mut command = Command::new(&self.binary);
+                command.arg("--root").arg(self.root()).args(["rm", "-f"]).arg(entry.file_name());
+                quiet(command);
+            }
+        }
         let runtime_dir = self.runtime_dir();
         let Ok(entries) = fs::read_dir(&runtime_dir) else {
             return;
@@ -798,7 +848,7 @@ impl Drop for Conman {
         for entry in entries.flatten() {
             let mut command = Command::new(&self.runtime_binary);
             command.arg("--root").arg(&runtime_dir).arg("delete").arg("--force").arg(entry.file_name());
-            let _ = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            quiet(command);
         }
     }
 }

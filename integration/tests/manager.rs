@@ -42,7 +42,7 @@ fn run_keeps_record() {
     let kept = entries(&conman.containers_dir());
     assert_eq!(kept.len(), 1, "run without --rm must keep one record: {kept:?}");
 
-    let listing = conman.output(&["ps"]);
+    let listing = conman.output(&["ps", "-a"]);
     assert_eq!(listing.code, 0, "{listing}");
     // Columns: CONTAINER ID, NAME, STATUS, EXIT, then the command, which
     // may contain spaces.

@@ -27,6 +27,14 @@ pub enum Error {
 
     #[error("record of container {id} is unreadable: {message}")]
     CorruptRecord { id: String, message: String },
+
+    /// Starting the container failed; the message is the runtime's.
+    #[error("{0}")]
+    StartFailed(String),
+
+    /// The container is in a state that does not allow the operation.
+    #[error("container {name} is {status}: {message}")]
+    WrongState { name: String, status: String, message: String },
 }
 
 impl Error {

@@ -1,36 +1,58 @@
 //! conman's container manager: runs containers from a rootfs directory or
 //! from nothing but the host's programs, keeping their records on disk.
 //!
-//! The manager drives the runtime library in its own process: it writes an
-//! OCI bundle into its store and calls [`runtime::Runtime`] directly, so no
-//! runtime binary is ever executed.
+//! The manager drives the runtime library in its own processes: it writes
+//! an OCI bundle into its store and calls [`runtime::Runtime`] directly, so
+//! no runtime binary is ever executed. Each started container gets a
+//! monitor process (see [`monitor`]) that outlives the command that
+//! started it.
 
 pub mod error;
+pub mod log;
+pub mod monitor;
+pub mod overlay;
 pub mod seccomp;
 pub mod spec;
 pub mod store;
 
+mod commands;
+mod status;
+
 use std::path::{Path, PathBuf};
 
+pub use commands::{terminal_size, ExecRequest, Stats};
 pub use error::{Error, Result};
-use runtime::{CreateOptions, Runtime};
-use store::{ContainerRecord, Store};
+use runtime::Runtime;
+pub use status::{Info, Status};
+use store::{Entry, RestartPolicy, Store};
 
 /// Source of a container's root filesystem.
 #[derive(Clone, Debug)]
 pub enum RootfsSource {
     /// No image: a read-only view of the host's programs and libraries.
     Host,
-    /// A directory used as the container's root as it is.
+    /// A directory: the lower layer of an overlay that takes the
+    /// container's writes, or with `--rootfs-rw` the root itself.
     Directory(PathBuf),
 }
 
-/// Options of `conman run`.
+/// Options of `conman create` and `conman run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
     pub name: Option<String>,
     pub rootfs: RootfsSource,
+    /// `--rootfs-rw`: use the `--rootfs` directory itself, not an overlay.
+    pub rootfs_rw: bool,
+    /// `--rm`: remove the container when it exits.
     pub remove: bool,
+    pub restart: RestartPolicy,
+    /// `-i`: keep the container's stdin open, fed by the foreground `run`.
+    pub interactive: bool,
+    /// `--log-max-size`: the log is rotated past this many bytes.
+    pub log_max_size: Option<u64>,
+    /// `-t`: give the container a pty, with this initial size (rows,
+    /// columns) when the caller's stdin is a terminal.
+    pub tty: Option<Option<(u16, u16)>>,
     pub args: Vec<String>,
     pub settings: spec::Settings,
 }
@@ -43,8 +65,11 @@ pub struct Manager {
 }
 
 impl Manager {
+    /// Opens the store at `root`; a relative path is made absolute, because
+    /// monitors run from `/`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
         Manager {
             runtime: Runtime::new(root.join("runtime")),
             store: Store::new(root),
@@ -55,17 +80,22 @@ impl Manager {
         self.store.root()
     }
 
-    /// Runs a container in the foreground and returns its exit status
-    /// (128+N when it was killed by signal N).
-    pub fn run(&self, options: &RunOptions) -> Result<i32> {
+    /// Creates a container: checks the options, records it and writes its
+    /// bundle. Nothing runs until [`Manager::start`].
+    pub fn create(&self, options: &RunOptions) -> Result<Entry> {
         if options.args.is_empty() {
             return Err(Error::InvalidArgument("no command given: use `conman run -- CMD [ARGS...]`".into()));
         }
+        if options.remove && options.restart != RestartPolicy::No {
+            return Err(Error::InvalidArgument(format!(
+                "--rm conflicts with --restart {}: a removed container cannot be restarted",
+                options.restart
+            )));
+        }
         let rootfs_source = match &options.rootfs {
             RootfsSource::Directory(dir) => {
-                let canonical = std::fs::canonicalize(dir).map_err(|err| {
-                    Error::InvalidArgument(format!("--rootfs {}: {err}", dir.display()))
-                })?;
+                let canonical = std::fs::canonicalize(dir)
+                    .map_err(|err| Error::InvalidArgument(format!("--rootfs {}: {err}", dir.display())))?;
                 if !canonical.is_dir() {
                     return Err(Error::InvalidArgument(format!("--rootfs {} is not a directory", dir.display())));
                 }
@@ -73,30 +103,37 @@ impl Manager {
             }
             RootfsSource::Host => RootfsSource::Host,
         };
-
         options.settings.check()?;
-        let entry = self.store.create(options.name.as_deref(), &options.args)?;
-        let result = self.run_created(&entry, &rootfs_source, &options.settings);
-        match &result {
-            Ok(code) => tracing::info!(id = %entry.record.id, exit_code = code, "container exited"),
-            Err(err) => tracing::error!(id = %entry.record.id, error = %err, "container failed"),
-        }
-        let finished = match &result {
-            Ok(code) => Some(*code),
-            Err(_) => None,
+        let rootfs_overlay = match &rootfs_source {
+            RootfsSource::Directory(dir) if !options.rootfs_rw => {
+                overlay::check_lower(dir)?;
+                Some(dir.clone())
+            }
+            _ => None,
         };
-        if options.remove || result.is_err() {
-            // A container that never ran leaves no record behind.
-            self.store.remove(&entry.record.id)?;
-        } else {
-            self.store.finish(&entry.record.id, finished)?;
+        let record_options = store::RecordOptions {
+            auto_remove: options.remove,
+            restart: options.restart,
+            interactive: options.interactive,
+            log_max_size: options.log_max_size,
+            tty: options.tty.is_some(),
+            rootfs_overlay,
+        };
+        let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
+        if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings, options.tty) {
+            let _ = self.store.remove(entry.id());
+            return Err(err);
         }
-        result
+        tracing::info!(id = entry.id(), name = %entry.record.name, "container created");
+        Ok(entry)
     }
 
-    fn run_created(&self, entry: &store::Entry, source: &RootfsSource, settings: &spec::Settings) -> Result<i32> {
-        let record: &ContainerRecord = &entry.record;
+    fn write_bundle(&self, entry: &Entry, source: &RootfsSource, settings: &spec::Settings, tty_size: Option<Option<(u16, u16)>>) -> Result<()> {
         let rootfs = match source {
+            RootfsSource::Directory(_) if entry.record.rootfs_overlay.is_some() => {
+                overlay::prepare(&entry.dir)?;
+                entry.dir.join(overlay::MERGED_DIR)
+            }
             RootfsSource::Directory(dir) => dir.clone(),
             RootfsSource::Host => {
                 let dir = entry.dir.join("rootfs");
@@ -104,22 +141,102 @@ impl Manager {
                 dir
             }
         };
-        let config = spec::build(record, &rootfs, source, settings)?;
-        let bundle = entry.dir.clone();
+        let mut config = spec::build(&entry.record, &rootfs, source, settings)?;
+        if let Some(size) = tty_size {
+            config["process"]["terminal"] = serde_json::json!(true);
+            if let Some((rows, columns)) = size {
+                config["process"]["consoleSize"] = serde_json::json!({ "height": rows, "width": columns });
+            }
+        }
         runtime::state::write_atomic(
-            &bundle.join("config.json"),
+            &entry.dir.join("config.json"),
             serde_json::to_string_pretty(&config).expect("config serialises").as_bytes(),
             0o600,
         )?;
-        let options = CreateOptions {
-            bundle,
-            ..CreateOptions::default()
-        };
-        Ok(self.runtime.run(&record.id, &options, false)?)
+        Ok(())
     }
 
-    /// Lists the records of all containers.
-    pub fn list(&self) -> Result<Vec<Result<ContainerRecord>>> {
-        self.store.list()
+    /// Creates a container and starts it in the background; returns its id.
+    pub fn run_detached(&self, options: &RunOptions) -> Result<String> {
+        let entry = self.create(options)?;
+        match monitor::spawn(self, &entry, false) {
+            Ok(_) => Ok(entry.record.id),
+            Err(err) => {
+                // A container that never ran leaves no record behind.
+                let _ = self.store.remove(entry.id());
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates and starts a container, relays its output to this process's
+    /// stdout and stderr, and forwards termination signals to it. Returns
+    /// its exit code. If this process is killed, the container keeps
+    /// running under its monitor.
+    pub fn run_attached(&self, options: &RunOptions) -> Result<i32> {
+        let entry = self.create(options)?;
+        let forwarded = commands::block_forwarded_signals()?;
+        let client = match monitor::spawn(self, &entry, true) {
+            Ok(client) => client.expect("an attached spawn returns the client socket"),
+            Err(err) => {
+                commands::restore_signals(&forwarded);
+                let _ = self.store.remove(entry.id());
+                return Err(err);
+            }
+        };
+        let result = self.relay(&entry, client, options.interactive, options.tty.is_some());
+        commands::restore_signals(&forwarded);
+        result
+    }
+
+    /// Starts a created or exited container in the background.
+    pub fn start(&self, query: &str) -> Result<Entry> {
+        let entry = self.store.resolve(query)?;
+        let _lock = entry.lock()?;
+        let info = self.info(entry.clone())?;
+        match info.status {
+            Status::Created | Status::Exited => {}
+            Status::Lost => {
+                // Clean what the dead monitor left of the last run.
+                self.runtime.delete(entry.id(), true)?;
+                overlay::unmount(&entry.dir)?;
+            }
+            status => {
+                return Err(Error::WrongState {
+                    name: entry.record.name.clone(),
+                    status: status.to_string(),
+                    message: "only a created or stopped container can be started".into(),
+                })
+            }
+        }
+        entry.set_stop_requested(false)?;
+        // The records of the last run go; until the new monitor writes its
+        // own, the container reads as created.
+        for file in [store::EXIT_FILE, store::MONITOR_FILE] {
+            let path = entry.dir.join(file);
+            if let Err(err) = std::fs::remove_file(&path) {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io(format!("remove {}", path.display()), err));
+                }
+            }
+        }
+        monitor::spawn(self, &entry, false)?;
+        Ok(entry)
+    }
+
+    /// Returns the live status of the container `entry`.
+    pub fn info(&self, entry: Entry) -> Result<Info> {
+        status::info(&self.runtime, entry)
+    }
+
+    /// Lists all containers with their live status; a damaged record is
+    /// returned as an error in its place.
+    pub fn list(&self) -> Result<Vec<Result<Info>>> {
+        Ok(self.store.list()?.into_iter().map(|listed| listed.and_then(|entry| self.info(entry))).collect())
+    }
+
+    /// Finds a container by name, full id or unique id prefix.
+    pub fn resolve(&self, query: &str) -> Result<Entry> {
+        self.store.resolve(query)
     }
 }

@@ -105,6 +105,11 @@ pub struct Settings {
     /// Share the host's network namespace (`--network host`).
     pub host_network: bool,
     pub seccomp: SeccompSetting,
+    /// CPU limit in CPUs, applied as a CFS quota per 100 ms period.
+    pub cpus: Option<f64>,
+    /// `--privileged`: every capability, no default seccomp profile, no
+    /// masked or read-only paths, writable /sys, and the host's devices.
+    pub privileged: bool,
 }
 
 /// `--security-opt seccomp=...`.
@@ -161,8 +166,14 @@ impl Settings {
     }
 
     fn capabilities(&self) -> Vec<String> {
-        let mut caps: Vec<String> = if self.cap_add.iter().any(|c| cap_name(c) == "ALL") {
-            caps::all().into_iter().map(|c| c.to_string()).collect()
+        let mut caps: Vec<String> = if self.privileged || self.cap_add.iter().any(|c| cap_name(c) == "ALL") {
+            // "All" is conman's own bounding set, which can lack
+            // capabilities that the kernel supports.
+            caps::read(None, caps::CapSet::Bounding)
+                .unwrap_or_else(|_| caps::all())
+                .into_iter()
+                .map(|c| c.to_string())
+                .collect()
         } else {
             DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect()
         };
@@ -181,7 +192,7 @@ impl Settings {
     }
 }
 
-fn parse_user(user: &str) -> Result<(u32, u32)> {
+pub(crate) fn parse_user(user: &str) -> Result<(u32, u32)> {
     let invalid = || Error::InvalidArgument(format!("invalid --user \"{user}\": use UID or UID:GID (numbers)"));
     let (uid, gid) = match user.split_once(':') {
         Some((uid, gid)) => (uid, Some(gid)),
@@ -232,6 +243,9 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
     let cap_list = settings.capabilities();
     match &settings.seccomp {
         SeccompSetting::Unconfined => {}
+        // As podman: --privileged drops the default profile, but a profile
+        // given with --security-opt still applies.
+        SeccompSetting::Default if settings.privileged => {}
         SeccompSetting::File(path) => config["linux"]["seccomp"] = crate::seccomp::load(path, &cap_list)?,
         SeccompSetting::Default => {
             let path = Path::new(crate::seccomp::DEFAULT_PROFILE);
@@ -268,17 +282,27 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
         let (uid, gid) = parse_user(user)?;
         config["process"]["user"] = json!({ "uid": uid, "gid": gid });
     }
-    let mut resources = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    let mut resources = json!({ "devices": [{ "allow": settings.privileged, "access": "rwm" }] });
     if let Some(memory) = settings.memory {
         resources["memory"] = json!({ "limit": memory });
     }
     if let Some(pids) = settings.pids_limit {
         resources["pids"] = json!({ "limit": pids });
     }
+    if let Some(cpus) = settings.cpus {
+        const PERIOD: u64 = 100_000;
+        resources["cpu"] = json!({ "quota": (cpus * PERIOD as f64).round() as i64, "period": PERIOD });
+    }
     config["linux"]["resources"] = resources;
     if settings.host_network {
         let namespaces = config["linux"]["namespaces"].as_array_mut().expect("namespaces is an array");
         namespaces.retain(|ns| ns["type"] != "network");
+    }
+
+    if settings.privileged {
+        config["linux"]["maskedPaths"] = json!([]);
+        config["linux"]["readonlyPaths"] = json!([]);
+        config["linux"]["devices"] = json!(host_devices()?);
     }
 
     let mounts = config["mounts"].as_array_mut().expect("default mounts are an array");
@@ -323,6 +347,13 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
             }
         }
     }
+    if settings.privileged {
+        for mount in mounts.iter_mut().filter(|m| m["destination"] == "/sys" || m["destination"] == "/sys/fs/cgroup") {
+            if let Some(options) = mount["options"].as_array_mut() {
+                options.retain(|o| o != "ro");
+            }
+        }
+    }
     for volume in &settings.volumes {
         let (host, container, read_only) = parse_volume(volume)?;
         let mut options = vec!["rbind", "rprivate"];
@@ -340,4 +371,43 @@ pub fn build(record: &ContainerRecord, rootfs: &Path, source: &RootfsSource, set
         mounts.push(json!({ "destination": destination, "type": "tmpfs", "source": "tmpfs", "options": options }));
     }
     Ok(config)
+}
+
+/// Device nodes that the runtime creates in every container's /dev.
+const DEFAULT_DEVICE_NAMES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty", "console", "ptmx"];
+
+/// Lists the character and block devices directly in the host's /dev as
+/// `linux.devices` entries, for `--privileged`. Devices in subdirectories
+/// (`/dev/net/tun`, `/dev/dri/…`) are not included.
+fn host_devices() -> Result<Vec<Value>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let entries = fs::read_dir("/dev").map_err(|err| Error::io("read /dev", err))?;
+    let mut devices = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if DEFAULT_DEVICE_NAMES.contains(&name.as_str()) {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+            continue;
+        };
+        let kind = match meta.file_type() {
+            t if t.is_char_device() => "c",
+            t if t.is_block_device() => "b",
+            _ => continue,
+        };
+        let rdev = meta.rdev();
+        devices.push(json!({
+            "path": entry.path(),
+            "type": kind,
+            "major": libc::major(rdev),
+            "minor": libc::minor(rdev),
+            "fileMode": meta.mode() & 0o777,
+            "uid": meta.uid(),
+            "gid": meta.gid(),
+        }));
+    }
+    devices.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    Ok(devices)
 }

@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
 use conman_cli::logging::{LogFormat, Logger};
-use manager::{Manager, RootfsSource, RunOptions};
+use manager::store::RestartPolicy;
+use manager::{Manager, RootfsSource, RunOptions, Status};
 
 const PROGRAM: &str = "conman";
 
@@ -75,6 +78,14 @@ struct SettingsArgs {
     /// (default: podman's profile from /usr/share/containers/seccomp.json).
     #[arg(long = "security-opt")]
     security_opt: Vec<String>,
+    /// CPU limit in CPUs (1.5: one and a half CPUs), as a CFS quota over a
+    /// 100 ms period.
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<f64>,
+    /// Give the container every capability, the host's devices and a
+    /// writable /sys, without the default seccomp profile or masked paths.
+    #[arg(long)]
+    privileged: bool,
 }
 
 impl SettingsArgs {
@@ -106,7 +117,14 @@ impl SettingsArgs {
                 _ => return Err(invalid(format!("--security-opt \"{option}\" is not supported: use seccomp=FILE or seccomp=unconfined"))),
             };
         }
+        if let Some(cpus) = self.cpus {
+            if !(cpus > 0.0 && cpus.is_finite()) {
+                return Err(invalid(format!("--cpus {cpus}: use a positive number of CPUs")));
+            }
+        }
         Ok(manager::spec::Settings {
+            privileged: self.privileged,
+            cpus: self.cpus,
             seccomp,
             env,
             workdir: self.workdir,
@@ -124,31 +142,243 @@ impl SettingsArgs {
     }
 }
 
+/// Flags of `create` and `run` that are not part of the container's
+/// configuration.
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Name of the container (default: its short id).
+    #[arg(long, allow_hyphen_values = true)]
+    name: Option<String>,
+    /// Restart policy: no, on-failure[:MAX_RETRIES] or always.
+    #[arg(long, default_value = "no")]
+    restart: String,
+    /// Directory to use as the container's root filesystem, under an
+    /// overlay that takes the container's writes. Without it, the container
+    /// gets the host's programs and libraries read-only.
+    #[arg(long)]
+    rootfs: Option<PathBuf>,
+    /// Let the container write into the --rootfs directory itself, instead
+    /// of an overlay on top of it.
+    #[arg(long = "rootfs-rw", requires = "rootfs")]
+    rootfs_rw: bool,
+    /// Rotate the container's log when it would grow past this size (bytes,
+    /// or with k, m, g suffix); one rotated file is kept.
+    #[arg(long = "log-max-size", allow_hyphen_values = true)]
+    log_max_size: Option<String>,
+    /// Program to run; the command's arguments follow it.
+    #[arg(long, allow_hyphen_values = true)]
+    entrypoint: Option<String>,
+    /// Not implemented yet: rejected with an error.
+    #[arg(long)]
+    init: bool,
+    /// Keep the container's stdin open and feed it this command's stdin.
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container a terminal; with -i, this command's terminal is
+    /// put in raw mode and relayed to it.
+    #[arg(short = 't', long)]
+    tty: bool,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Command and arguments, after `--`.
+    #[arg(trailing_var_arg = true)]
+    command: Vec<String>,
+}
+
+impl CreateArgs {
+    fn into_options(self) -> manager::Result<RunOptions> {
+        let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
+        if self.init {
+            return Err(invalid("--init is not implemented yet: run without it"));
+        }
+        let mut args = Vec::new();
+        args.extend(self.entrypoint.filter(|e| !e.is_empty()));
+        args.extend(self.command);
+        if args.is_empty() {
+            return Err(invalid("no command given: use `conman run [FLAGS] -- CMD [ARGS...]`"));
+        }
+        Ok(RunOptions {
+            name: self.name,
+            rootfs: self.rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
+            rootfs_rw: self.rootfs_rw,
+            remove: self.rm,
+            restart: RestartPolicy::parse(&self.restart)?,
+            interactive: self.interactive,
+            log_max_size: self.log_max_size.map(|size| parse_log_size(&size)).transpose()?,
+            tty: self.tty.then(manager::terminal_size),
+            args,
+            settings: self.settings.into_settings()?,
+        })
+    }
+}
+
+fn parse_log_size(text: &str) -> manager::Result<u64> {
+    match conman_cli::units::parse_bytes(text) {
+        Ok(size) if size > 0 => Ok(size as u64),
+        Ok(_) => Err(manager::Error::InvalidArgument(format!("--log-max-size \"{text}\": use a positive size"))),
+        Err(message) => Err(manager::Error::InvalidArgument(format!("--log-max-size: {message}"))),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container and wait for it.
+    /// Run a command in a new container; in the foreground, wait for it.
     Run {
-        /// Remove the container's record when it exits.
-        #[arg(long)]
-        rm: bool,
-        /// Name of the container (default: its short id).
-        #[arg(long, allow_hyphen_values = true)]
-        name: Option<String>,
-        /// Directory to use as the container's root filesystem. Without it,
-        /// the container gets the host's programs and libraries read-only.
-        #[arg(long)]
-        rootfs: Option<PathBuf>,
+        /// Start the container in the background and print its id.
+        #[arg(short = 'd', long)]
+        detach: bool,
         #[command(flatten)]
-        settings: SettingsArgs,
-        /// Command and arguments, after `--`.
-        #[arg(required = true, trailing_var_arg = true)]
+        create: CreateArgs,
+    },
+    /// Create a container without starting it; print its id.
+    Create {
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Start created or stopped containers in the background.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers (running ones, or all with -a).
+    Ps {
+        /// Show all containers, not only the running ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Print only the ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Print a container's output: stdout on stdout, stderr on stderr.
+    Logs {
+        /// Keep printing new output until the container exits.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Print only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Prefix each line with its time (RFC 3339, UTC).
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the grace period.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to the main process of containers.
+    Kill {
+        /// Signal: a name (TERM, SIGTERM) or a number.
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill running containers first.
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers if they run, then start them again.
+    Restart {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print details of containers as a JSON array.
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Attach to a running container's output, and its stdin if it was
+    /// started with -i, until it exits; exit with its exit code.
+    Attach {
+        /// Do not send this command's stdin to the container.
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        /// Keep stdin open.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Give the command a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// Run the command in the background.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Set an environment variable (KEY=VALUE); repeatable.
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// User to run as: UID or UID:GID.
+        #[arg(short = 'u', long)]
+        user: Option<String>,
+        /// Working directory inside the container.
+        #[arg(short = 'w', long)]
+        workdir: Option<String>,
+        container: String,
+        /// Command and arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
-    /// List containers.
-    Ps,
+    /// Freeze every process of containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Print CPU, memory and process counts of running containers, once.
+    Stats {
+        /// Print once and exit (the only mode so far).
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove every container that is not running.
+    Prune,
 }
 
 fn main() -> ExitCode {
+    // A closed stdout (`conman ps | head`) ends conman quietly, as it does
+    // other Unix tools. The monitor ignores SIGPIPE again for itself.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // Usage errors exit with 125, as podman's do, so that they are not taken
     // for the container's own status.
     let cli = match Cli::try_parse() {
@@ -175,44 +405,206 @@ fn main() -> ExitCode {
         }
     }
     let manager = Manager::new(&cli.root);
-    let result = match cli.command {
-        Command::Run { rm, name, rootfs, settings, command } => settings.into_settings().and_then(|settings| {
-            manager.run(&RunOptions {
-                name,
-                rootfs: rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
-                remove: rm,
-                args: command,
-                settings,
-            })
-        }),
-        Command::Ps => ps(&manager).map(|()| 0),
+    let mut report = |err: manager::Error| {
+        let message = err.to_string();
+        logger.fatal(PROGRAM, &message);
+        failure_code(&message)
     };
-    match result {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(err) => {
-            let message = err.to_string();
-            logger.fatal(PROGRAM, &message);
-            ExitCode::from(failure_code(&message))
+    let code = match cli.command {
+        Command::Run { detach, create } => match create.into_options() {
+            Ok(options) if detach => match manager.run_detached(&options) {
+                Ok(id) => {
+                    println!("{id}");
+                    0
+                }
+                Err(err) => report(err),
+            },
+            Ok(options) => match manager.run_attached(&options) {
+                Ok(code) => code.clamp(0, 255) as u8,
+                Err(err) => report(err),
+            },
+            Err(err) => report(err),
+        },
+        Command::Create { create } => match create.into_options().and_then(|options| manager.create(&options)) {
+            Ok(entry) => {
+                println!("{}", entry.record.id);
+                0
+            }
+            Err(err) => report(err),
+        },
+        Command::Start { containers } => for_each(&containers, &mut report, |c| manager.start(c).map(|_| println!("{c}"))),
+        Command::Ps { all, quiet, format } => match ps(&manager, all, quiet, format) {
+            Ok(()) => 0,
+            Err(err) => report(err),
+        },
+        Command::Logs { follow, tail, timestamps, container } => {
+            let options = manager::log::PrintOptions { timestamps, tail };
+            match manager.logs(&container, options, follow) {
+                Ok(()) => 0,
+                Err(err) => report(err),
+            }
         }
-    }
+        Command::Wait { containers } => for_each(&containers, &mut report, |c| manager.wait(c).map(|code| println!("{code}"))),
+        Command::Stop { time, containers } => {
+            for_each(&containers, &mut report, |c| manager.stop(c, Duration::from_secs(time)).map(|_| println!("{c}")))
+        }
+        Command::Kill { signal, containers } => match runtime::signal::parse(&signal) {
+            Ok(number) => for_each(&containers, &mut report, |c| manager.kill(c, number).map(|_| println!("{c}"))),
+            Err(err) => report(err.into()),
+        },
+        Command::Rm { force, containers } => rm(&manager, &containers, force, &mut report),
+        Command::Restart { time, containers } => {
+            for_each(&containers, &mut report, |c| manager.restart(c, Duration::from_secs(time)).map(|_| println!("{c}")))
+        }
+        Command::Inspect { containers } => {
+            let mut details = Vec::new();
+            let code = for_each(&containers, &mut report, |c| manager.inspect(c).map(|value| details.push(value)));
+            println!("{}", serde_json::to_string_pretty(&details).expect("JSON values serialise"));
+            code
+        }
+        Command::Attach { no_stdin, container } => match manager.attach(&container, !no_stdin) {
+            Ok(code) => code.clamp(0, 255) as u8,
+            Err(err) => report(err),
+        },
+        Command::Exec { interactive, tty, detach, env, user, workdir, container, command } => {
+            let request = manager::ExecRequest { args: command, env, user, workdir, interactive, tty, detach };
+            match manager.exec(&container, &request) {
+                Ok(code) => code.clamp(0, 255) as u8,
+                Err(err) => report(err),
+            }
+        }
+        Command::Pause { containers } => for_each(&containers, &mut report, |c| manager.pause(c).map(|_| println!("{c}"))),
+        Command::Unpause { containers } => for_each(&containers, &mut report, |c| manager.unpause(c).map(|_| println!("{c}"))),
+        Command::Stats { no_stream: _, format, containers } => stats(&manager, &containers, format, &mut report),
+        Command::Prune => match manager.prune() {
+            Ok(ids) => {
+                for id in ids {
+                    println!("{id}");
+                }
+                0
+            }
+            Err(err) => report(err),
+        },
+    };
+    ExitCode::from(code)
 }
 
-fn ps(manager: &Manager) -> manager::Result<()> {
-    println!("{:<14} {:<20} {:<10} {:<6} COMMAND", "CONTAINER ID", "NAME", "STATUS", "EXIT");
-    for record in manager.list()? {
-        match record {
-            Ok(record) => println!(
-                "{:<14} {:<20} {:<10} {:<6} {}",
-                &record.id[..12],
-                record.name,
-                record.status,
-                record.exit_code.map_or(String::from("-"), |c| c.to_string()),
-                record.command.join(" ")
-            ),
+/// Runs `action` on each container, reporting each failure; returns the
+/// code of the last failure, or 0.
+fn for_each(containers: &[String], report: &mut impl FnMut(manager::Error) -> u8, mut action: impl FnMut(&str) -> manager::Result<()>) -> u8 {
+    let mut code = 0;
+    for container in containers {
+        if let Err(err) = action(container) {
+            code = report(err);
+        }
+    }
+    code
+}
+
+/// `rm` exits as podman's does: 1 when a container was not found, 2 when
+/// one is running (without -f), 125 for other failures.
+fn rm(manager: &Manager, containers: &[String], force: bool, report: &mut impl FnMut(manager::Error) -> u8) -> u8 {
+    let mut code = 0;
+    for container in containers {
+        match manager.remove(container, force) {
+            Ok(id) => println!("{id}"),
+            Err(err) => {
+                let specific = match &err {
+                    manager::Error::NotFound(_) => Some(1),
+                    manager::Error::WrongState { .. } => Some(2),
+                    _ => None,
+                };
+                let reported = report(err);
+                code = specific.unwrap_or(reported);
+            }
+        }
+    }
+    code
+}
+
+fn ps(manager: &Manager, all: bool, quiet: bool, format: Format) -> manager::Result<()> {
+    let mut rows = Vec::new();
+    for listed in manager.list()? {
+        match listed {
+            Ok(info) if all || info.status.is_active() => rows.push(Ok(info)),
+            Ok(_) => {}
+            // A damaged record is listed, marked, with the reason.
+            Err(manager::Error::CorruptRecord { id, message }) => rows.push(Err((id, message))),
             Err(err) => eprintln!("{PROGRAM}: {err}"),
         }
     }
+    if quiet {
+        for row in &rows {
+            match row {
+                Ok(info) => println!("{}", info.entry.record.id),
+                Err((id, _)) => println!("{id}"),
+            }
+        }
+        return Ok(());
+    }
+    if format == Format::Json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| match row {
+                Ok(info) => serde_json::json!({
+                    "id": info.entry.record.id,
+                    "name": info.entry.record.name,
+                    "status": info.status,
+                    "pid": info.pid,
+                    "exitCode": info.exit.as_ref().map(|e| e.exit_code),
+                    "created": info.entry.record.created,
+                    "command": info.entry.record.command,
+                    "monitorAlive": info.monitor_alive,
+                }),
+                Err((id, message)) => serde_json::json!({ "id": id, "status": "damaged", "error": message }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list).expect("JSON values serialise"));
+        return Ok(());
+    }
+    println!("{:<14} {:<20} {:<12} {:<6} COMMAND", "CONTAINER ID", "NAME", "STATUS", "EXIT");
+    for row in &rows {
+        match row {
+            Ok(info) => println!(
+                "{:<14} {:<20} {:<12} {:<6} {}",
+                &info.entry.record.id[..12],
+                info.entry.record.name,
+                info.status,
+                match (&info.exit, info.status) {
+                    (Some(exit), Status::Exited | Status::Restarting) => exit.exit_code.to_string(),
+                    _ => String::from("-"),
+                },
+                info.entry.record.command.join(" ")
+            ),
+            Err((id, message)) => {
+                println!("{:<14} {:<20} {:<12} {:<6} -", &id[..id.len().min(12)], "-", "damaged", "-");
+                eprintln!("{PROGRAM}: record of container {id} is unreadable: {message}");
+            }
+        }
+    }
     Ok(())
+}
+
+fn stats(manager: &Manager, containers: &[String], format: Format, report: &mut impl FnMut(manager::Error) -> u8) -> u8 {
+    let mut samples = Vec::new();
+    let code = for_each(containers, report, |c| manager.stats(c, Duration::from_millis(500)).map(|s| samples.push(s)));
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&samples).expect("stats serialise"));
+        return code;
+    }
+    println!("{:<14} {:<20} {:>8} {:>12} {:>12} {:>6}", "CONTAINER ID", "NAME", "CPU %", "MEM USAGE", "MEM LIMIT", "PIDS");
+    for sample in &samples {
+        println!(
+            "{:<14} {:<20} {:>7.2}% {:>12} {:>12} {:>6}",
+            &sample.id[..12],
+            sample.name,
+            sample.cpu_percent,
+            sample.memory_bytes,
+            sample.memory_limit.map_or(String::from("-"), |l| l.to_string()),
+            sample.pids
+        );
+    }
+    code
 }
 
 /// Chooses the exit status of a failed command as podman does: 127 when the
