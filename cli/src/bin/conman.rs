@@ -396,9 +396,15 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    if matches!(cli.command, Command::Run { .. }) {
-        // The runtime would otherwise re-execute this process from a sealed
-        // copy of its binary in the middle of `run`, after the store changed.
+    let starts_processes = matches!(
+        cli.command,
+        Command::Run { .. } | Command::Create { .. } | Command::Start { .. } | Command::Restart { .. } | Command::Exec { .. }
+    );
+    if starts_processes {
+        // These commands reach the runtime's create or exec, here or in the
+        // monitor they fork, which would otherwise re-execute the process
+        // from a sealed copy of its binary in the middle of the command,
+        // after the store changed.
         if let Err(err) = runtime::sealed_exe::ensure() {
             logger.fatal(PROGRAM, &err.to_string());
             return ExitCode::from(125);
