@@ -852,3 +852,18 @@ impl Drop for Conman {
         }
     }
 }
+
+/// Builds `tests/fixtures/NAME.c` with `gcc -static` into `dir` and returns
+/// the binary: a helper program that runs in a busybox root filesystem.
+pub fn build_static_fixture(name: &str, dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.c"));
+    let binary = dir.join(name);
+    let status = Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|err| panic!("run gcc (install gcc and libc6-dev): {err}"));
+    assert!(status.success(), "gcc -static {} failed", source.display());
+    binary
+}

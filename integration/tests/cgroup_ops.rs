@@ -388,3 +388,22 @@ fn update_memory_minus_one() {
     let unlimited = limit == "max" || limit.parse::<u64>().is_ok_and(|l| l > 1 << 40);
     assert!(unlimited, "memory limit still set: {limit}");
 }
+
+/// containerd's shim sends `kill --all ID 9` after every task exit; runc
+/// answers 0 for a stopped container, while a plain kill is an error.
+#[test]
+fn kill_all_of_stopped_container_succeeds() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["true"]);
+    let id = rt.id("kill-all-stopped");
+    rt.create(&bundle, &id);
+    rt.ok(&["start", &id]);
+    assert_eq!(rt.wait_for_status(&id, "stopped"), "stopped");
+
+    let all = rt.output(&["kill", "--all", &id, "9"]);
+    let plain = rt.output(&["kill", &id, "9"]);
+
+    assert_eq!(all.code, 0, "{all}");
+    assert_eq!(plain.code, 1, "{plain}");
+    assert!(plain.stderr.contains("container not running"), "{plain}");
+}

@@ -3,31 +3,16 @@
 //! and `start` forwards what the program sends until READY=1, then MAINPID.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use conman_integration::{Bundle, Runtime};
-
-/// Builds the static sd_notify client of tests/fixtures into `dir`.
-fn build_sd_notify(dir: &Path) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd_notify.c");
-    let binary = dir.join("sd_notify");
-    let status = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .status()
-        .unwrap_or_else(|err| panic!("run gcc (install gcc and libc6-dev): {err}"));
-    assert!(status.success(), "gcc -static {} failed", source.display());
-    binary
-}
+use conman_integration::{build_static_fixture, Bundle, Runtime};
 
 /// A bundle whose program runs `script`, with the sd_notify client at
 /// /bin/sd_notify.
 fn notify_bundle(rt: &Runtime, script: &str) -> Bundle {
     let bundle = Bundle::with_args(rt, &["sh", "-c", script]);
-    let client = build_sd_notify(&rt.tempdir("client"));
+    let client = build_static_fixture("sd_notify", &rt.tempdir("client"));
     std::fs::copy(&client, bundle.rootfs().join("bin/sd_notify")).expect("copy sd_notify into the rootfs");
     bundle
 }

@@ -350,7 +350,10 @@ impl Runtime {
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
         let (_locked, record) = self.store.open(id)?;
         let status = record.live_status();
-        if status == Status::Stopped && !(all && !record.own_pid_namespace) {
+        // As runc: `kill --all` of a stopped container signals whatever is
+        // left in its cgroup, which may be nothing, and succeeds; containerd
+        // sends it after every task exit.
+        if status == Status::Stopped && !all {
             return Err(Error::NotRunning(id.to_owned()));
         }
         if all {

@@ -168,7 +168,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     }
     hooks::run_all(args.spec, hooks::Kind::CreateContainer, &hook_state(crate::state::Status::Creating))?;
 
-    rootfs::enter_root(&root, args.rootfs, args.no_pivot)?;
+    rootfs::enter_root(args.spec, &root, args.rootfs, args.no_pivot)?;
     drop(root);
 
     if terminal {

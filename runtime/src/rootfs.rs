@@ -634,7 +634,7 @@ fn make_symlink(root: RawFd, link: &Path, target: &str) -> Result<()> {
 /// Makes the rootfs the root of the mount namespace. With `no_pivot`, the
 /// rootfs is moved over `/` and chrooted into instead, for hosts whose root
 /// is a ramfs on which pivot_root fails.
-pub fn enter_root(root: &OwnedFd, rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool) -> Result<()> {
     if no_pivot {
         let path = cstring(rootfs)?;
         nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
@@ -643,14 +643,58 @@ pub fn enter_root(root: &OwnedFd, rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
         return Ok(());
     }
-    // pivot_root(".", ".") stacks the old root on top of the new one. The old
-    // root is then made a slave, so that unmounting it does not reach the
-    // host's mounts, and detached.
+    // pivot_root(2) refuses a new root, or a parent mount of it, with
+    // shared propagation, which `rootfsPropagation: shared` gives them:
+    // both are made private for the pivot, and the propagation is set
+    // again below.
+    let propagation = rootfs_propagation(spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()))?;
+    if propagation & libc::MS_SHARED != 0 {
+        mount(None, &fd_path(root), None, libc::MS_PRIVATE, None).context(|| "make the rootfs mount private".to_owned())?;
+        if let Some(parent) = rootfs.parent().and_then(mount_point_of) {
+            mount(None, &parent.to_string_lossy(), None, libc::MS_PRIVATE, None)
+                .context(|| format!("make the mount {} above the rootfs private", parent.display()))?;
+        }
+    }
+
+    // pivot_root(".", ".") stacks the old root on top of the new one. The
+    // whole tree is then made a slave, so that unmounting the old root does
+    // not reach the host's mounts, and the old root is detached.
     nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
     nix::unistd::pivot_root(".", ".").context(|| format!("pivot_root into {}", rootfs.display()))?;
     mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None).context(|| "make old root a slave".to_owned())?;
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).context(|| "unmount old root".to_owned())?;
     nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
+    restore_propagation(spec)
+}
+
+/// Returns the mount point of the mount that contains `path`: the longest
+/// mount point in /proc/self/mountinfo that is a prefix of it.
+fn mount_point_of(path: &Path) -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(crate::cgroups::unescape_mountinfo(field)))
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.as_os_str().len())
+}
+
+/// Sets again the propagation that the slave step of [`enter_root`]
+/// replaced: `rootfsPropagation` on `/`, then each mount's own propagation
+/// options, in the order of `mounts`.
+fn restore_propagation(spec: &Spec) -> Result<()> {
+    let propagation = rootfs_propagation(spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()))?;
+    mount(None, "/", None, propagation, None).context(|| "set propagation of the container's /".to_owned())?;
+    let root = openat(libc::AT_FDCWD, Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .context(|| "open the container's /".to_owned())?;
+    for entry in spec.mounts().iter().flatten() {
+        let options = parse_options(entry)?;
+        for &flag in &options.propagation {
+            let target = open_in_root(root.as_raw_fd(), entry.destination(), libc::O_PATH)
+                .context(|| format!("open {} in the container", entry.destination().display()))?;
+            mount(None, &fd_path(&target), None, flag, None)
+                .context(|| format!("set propagation of {}", entry.destination().display()))?;
+        }
+    }
     Ok(())
 }
 

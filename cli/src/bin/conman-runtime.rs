@@ -131,10 +131,10 @@ struct ExecArgs {
     /// Set no_new_privs for the process.
     #[arg(long = "no-new-privs")]
     no_new_privs: bool,
-    /// AppArmor profile (not supported yet: rejected).
+    /// AppArmor profile for the process (the host must have AppArmor).
     #[arg(short = 'a', long)]
     apparmor: Option<String>,
-    /// SELinux process label (not supported yet: rejected).
+    /// SELinux label for the process (the host must have SELinux).
     #[arg(short = 'l', long = "process-label")]
     process_label: Option<String>,
     /// Pass this many extra descriptors (3 onwards) to the process.
@@ -536,12 +536,6 @@ fn ps(runtime: &Runtime, format: ListFormat, id: &str, options: &[String]) -> ru
 
 fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
     let invalid = |message: String| runtime::Error::InvalidArgument(message);
-    if args.apparmor.as_deref().is_some_and(|p| !p.is_empty()) {
-        return Err(invalid("--apparmor is not supported yet: this runtime does not apply AppArmor profiles".into()));
-    }
-    if args.process_label.as_deref().is_some_and(|l| !l.is_empty()) {
-        return Err(invalid("--process-label is not supported yet: this runtime does not apply SELinux labels".into()));
-    }
     if !args.cgroup.is_empty() {
         return Err(invalid("--cgroup is not supported yet: exec processes join the container's own cgroup".into()));
     }
@@ -611,6 +605,13 @@ fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
             process
         }
     };
+    let mut process = process;
+    if let Some(profile) = args.apparmor.as_deref().filter(|p| !p.is_empty()) {
+        process.set_apparmor_profile(Some(profile.to_owned()));
+    }
+    if let Some(label) = args.process_label.as_deref().filter(|l| !l.is_empty()) {
+        process.set_selinux_label(Some(label.to_owned()));
+    }
     let options = runtime::exec::ExecOptions {
         console_socket: args.console_socket.clone(),
         pid_file: args.pid_file.clone(),
