@@ -1,0 +1,48 @@
+# podman, with its own store, run directory and events log under WORK, the
+# cgroupfs cgroup manager (no systemd needed) and `--runtime PATH` naming a
+# logging wrapper around runc or conman-runtime. Sourced by run.sh.
+
+podman_scenarios=("${SCENARIOS_CLI[@]}")
+
+podman_setup() {
+    command -v podman >/dev/null && command -v conmon >/dev/null || {
+        echo "podman or conmon is not installed (apt-get install podman conmon)"
+        return 1
+    }
+    local dir=$WORK/podman
+    mkdir -p "$dir"
+    PODMAN_BASE=(podman --root "$dir/root" --runroot "$dir/runroot" --tmpdir "$dir/tmp"
+        --storage-driver overlay --cgroup-manager cgroupfs --events-backend file)
+    cleanups+=("podman_teardown")
+    "${PODMAN_BASE[@]}" import --change 'CMD ["/bin/sh"]' "$WORK/busybox-rootfs.tar" "$IMAGE"
+}
+
+podman_teardown() {
+    "${PODMAN_BASE[@]}" rm -af -t 0 >/dev/null 2>&1
+    "${PODMAN_BASE[@]}" system reset -f >/dev/null 2>&1
+    # containers/storage keeps its overlay directory mounted on itself.
+    grep -F " $WORK/podman/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
+        umount -l "$m"
+    done
+}
+
+# podman's default rlimits for root (nofile and nproc at 1048576 and more)
+# exceed this host's hard limits, and root here lacks CAP_SYS_RESOURCE, so
+# runc fails on them too; every run asks for limits within reach.
+podman_use_runtime() {
+    local rt=$1 real
+    if [ "$rt" = runc ]; then
+        real=$runc_bin
+        RUNTIME_STATE_DIR=/run/runc
+    else
+        real=$conman_bin
+        RUNTIME_STATE_DIR=/run/conman-runtime
+    fi
+    ECMD=("${PODMAN_BASE[@]}" --runtime "$(make_wrapper "$rt" "$real" "$WORK/calls-podman-$rt.log")")
+    RT=$rt
+    RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+    # `rm -f` sends SIGTERM and waits 10 seconds by default; `sleep` as pid 1
+    # ignores SIGTERM, so the scenarios kill at once.
+    RM_FORCE=(rm -f -t 0)
+    E() { "${ECMD[@]}" "$@"; }
+}
