@@ -26,9 +26,9 @@ podman_teardown() {
     done
 }
 
-# podman's default rlimits for root (nofile and nproc at 1048576 and more)
-# exceed this host's hard limits, and root here lacks CAP_SYS_RESOURCE, so
-# runc fails on them too; every run asks for limits within reach.
+# podman 4.3 gives root containers RLIMIT_NOFILE and RLIMIT_NPROC of
+# 1048576 or more. Raising a hard limit needs CAP_SYS_RESOURCE, which root
+# lacks in some VMs, and there runc fails too. So every run requests 1024.
 podman_use_runtime() {
     local rt=$1 real
     if [ "$rt" = runc ]; then
@@ -41,8 +41,14 @@ podman_use_runtime() {
     ECMD=("${PODMAN_BASE[@]}" --runtime "$(make_wrapper "$rt" "$real" "$WORK/calls-podman-$rt.log")")
     RT=$rt
     RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
-    # `rm -f` sends SIGTERM and waits 10 seconds by default; `sleep` as pid 1
+    # `rm -f` sends SIGTERM and waits 10 seconds by default. `sleep` as pid 1
     # ignores SIGTERM, so the scenarios kill at once.
     RM_FORCE=(rm -f -t 0)
+    # podman 4.3's `update` has no --pids-limit.
+    UPDATE_PIDS_LIMIT=0
     E() { "${ECMD[@]}" "$@"; }
+}
+
+podman_list_ids() {
+    E ps -a -q --no-trunc
 }

@@ -6,8 +6,9 @@
 #   integration/engines/run.sh [podman|containerd|docker|all]   (default: podman)
 #
 # Needs root, a release build (target/release/conman-runtime, or the
-# binary named by CONMAN_RUNTIME), runc, a static /bin/busybox and the
-# engine's Debian packages (podman and conmon; containerd; docker.io).
+# binary named by CONMAN_RUNTIME), runc and a static /bin/busybox. Each
+# engine also needs its Debian packages: podman and conmon, containerd, or
+# docker.io.
 # Every daemon and store lives under one temporary directory with its own
 # sockets, and is stopped and removed at the end; set KEEP=1 to keep that
 # directory with the logs. Containers get no network (`--network none`).
@@ -128,15 +129,20 @@ setup_failures=0
 passed=0
 failed=0
 
-# run_scenario ENGINE NAME RUNTIME: runs sc_NAME with the engine already
-# set up for RUNTIME, records PASS or FAIL and prints the result line; on
-# a failure also the end of the scenario's log.
+# run_scenario ENGINE NAME RUNTIME: runs ENGINE_sc_NAME, or the shared
+# sc_NAME when the engine has no scenario of its own, with the engine
+# already set up for RUNTIME. Records PASS or FAIL and prints the result
+# line, and after a failure the end of the scenario's log.
 run_scenario() {
     local engine=$1 name=$2 rt=$3 log start status
     log=$WORK/logs/$engine-$name-$rt.log
     mkdir -p "$WORK/logs"
     start=$(date +%s)
-    ( set +e; "sc_$name" ) > "$log" 2>&1 < /dev/null
+    local fn=sc_$name
+    if declare -F "${engine}_sc_$name" >/dev/null; then
+        fn=${engine}_sc_$name
+    fi
+    ( set +e; "$fn" ) > "$log" 2>&1 < /dev/null
     status=$?
     seconds[$engine/$name/$rt]=$(( $(date +%s) - start ))
     if [ "$status" -eq 0 ]; then
@@ -157,6 +163,7 @@ run_scenario() {
 # then with conman-runtime, and tears it down.
 run_engine() {
     local engine=$1 rt name scenarios
+    ENGINE=$engine
     if ! "${engine}_setup" > "$WORK/logs/$engine-setup.log" 2>&1; then
         echo "SETUP FAILED: $engine (log follows)"
         tail -n 20 "$WORK/logs/$engine-setup.log" | sed 's/^/    | /'
@@ -195,6 +202,27 @@ for engine in "${engines[@]}"; do
     done
 done
 echo "engine scenarios: $passed passed, $failed failed; $regressions pass with runc but fail with conman-runtime; $setup_failures engine setups failed"
+
+# The same outcome as a cargo-style line, which scripts/test adds to its
+# totals: conman-runtime's passes, its failures where runc passes, and as
+# "ignored" the scenarios that fail with runc too (a host or engine
+# problem, not a runtime one).
+ours_passed=0
+ours_ignored=0
+for engine in "${engines[@]}"; do
+    eval "scenarios=(\"\${${engine}_scenarios[@]}\")"
+    for name in "${scenarios[@]}"; do
+        case "${result[$engine/$name/runc]:-}/${result[$engine/$name/conman-runtime]:-}" in
+            */PASS) ours_passed=$((ours_passed + 1)) ;;
+            FAIL/FAIL) ours_ignored=$((ours_ignored + 1)) ;;
+        esac
+    done
+done
+verdict=ok
+if [ "$regressions" -gt 0 ] || [ "$setup_failures" -gt 0 ]; then
+    verdict=FAILED
+fi
+echo "test result: $verdict. $ours_passed passed; $((regressions + setup_failures)) failed; $ours_ignored ignored (engine scenarios with conman-runtime)"
 if [ "$regressions" -gt 0 ] || [ "$setup_failures" -gt 0 ]; then
     exit 1
 fi

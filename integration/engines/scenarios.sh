@@ -4,11 +4,12 @@
 # adds "${RUN_OPTS[@]}" to every `run`, and returns 0 when the output is as
 # expected. Everything it prints goes to the scenario's log file.
 # Sourced by run.sh; the engine's NAME_use_runtime sets E, ECMD, RUN_OPTS,
-# RM_FORCE and RT, and run.sh sets IMAGE and WORK.
+# RM_FORCE, RT, RUNTIME_STATE_DIR, TTY_SETTLE_SECONDS and UPDATE_PIDS_LIMIT,
+# and run.sh sets IMAGE, WORK and ENGINE.
 
 SCENARIOS_CLI=(echo exit_codes env_workdir_user read_only mounts limits
     detach_exec_stop tty hostname cap_drop_all seccomp logs pause stats
-    loop20)
+    update loop20)
 
 sc_echo() {
     local out
@@ -97,7 +98,7 @@ sc_detach_exec_stop() {
     [ "$elapsed" -lt 8 ] || { echo "FAIL: stop waited for the grace period"; ok=1; }
     expect_eq 3 "$(E inspect -f '{{.State.ExitCode}}' "$id")" "exit code after stop" || ok=1
     E rm "$id" || ok=1
-    if E ps -a -q --no-trunc | grep -q "$id"; then
+    if "${ENGINE}_list_ids" | grep -q "$id"; then
         echo "FAIL: container still listed after rm"
         ok=1
     fi
@@ -105,10 +106,12 @@ sc_detach_exec_stop() {
 }
 
 # `script` gives the engine a real terminal of 31 rows and 97 columns; the
-# container must get a pty of its own with that size.
+# container must get a pty of its own with that size. docker sets the size
+# only after the process has started, so its container waits
+# TTY_SETTLE_SECONDS before reading it.
 sc_tty() {
     local cmd out
-    cmd="stty rows 31 cols 97; $(printf '%q ' "${ECMD[@]}" run -it --rm "${RUN_OPTS[@]}" "$IMAGE" sh -c 'tty; stty size')"
+    cmd="stty rows 31 cols 97; $(printf '%q ' "${ECMD[@]}" run -it --rm "${RUN_OPTS[@]}" "$IMAGE" sh -c "tty; sleep ${TTY_SETTLE_SECONDS:-0}; stty size")"
     out=$(sleep 3 | timeout 60 script -qec "$cmd" /dev/null | tr -d '\r')
     echo "$out"
     expect_contains "$out" "/dev/pts/0" "tty inside" && expect_contains "$out" "31 97" "terminal size"
@@ -190,6 +193,24 @@ sc_stats() {
     return $ok
 }
 
+# `update` makes podman call `update --resources=FILE`, and docker's shim
+# `update --resources -` with the new limits as JSON on standard input.
+sc_update() {
+    local id ok=0
+    id=$(E run -d "${RUN_OPTS[@]}" -m 64m --memory-swap 128m "$IMAGE" sleep 300) || return 1
+    if [ "$UPDATE_PIDS_LIMIT" = 1 ]; then
+        E update --memory 96m --memory-swap 192m --pids-limit 40 "$id" || ok=1
+        expect_eq 40 "$(E exec "$id" sh -c 'cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max')" \
+            "pids limit after update" || ok=1
+    else
+        E update --memory 96m --memory-swap 192m "$id" || ok=1
+    fi
+    expect_eq 100663296 "$(E exec "$id" sh -c 'cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max')" \
+        "memory limit after update" || ok=1
+    E "${RM_FORCE[@]}" "$id" >/dev/null || ok=1
+    return $ok
+}
+
 # Starts and force-removes 20 detached containers, then looks for anything
 # left behind by any of them: an engine record, runtime state, a mount or
 # a cgroup whose path contains the container id.
@@ -205,9 +226,11 @@ sc_loop20() {
     return $ok
 }
 
+# check_no_leftovers ID...: fails for an id that the engine still lists, or
+# that names a mount, a cgroup directory or RUNTIME_STATE_DIR/ID.
 check_no_leftovers() {
     local id ok=0 listed
-    listed=$(E ps -a -q --no-trunc)
+    listed=$("${ENGINE}_list_ids")
     for id in "$@"; do
         if grep -q "$id" <<<"$listed"; then
             echo "FAIL: $id still listed by the engine"
@@ -223,7 +246,7 @@ check_no_leftovers() {
             find /sys/fs/cgroup -maxdepth 6 -type d -name "*$id*" 2>/dev/null
             ok=1
         fi
-        if [ -n "${RUNTIME_STATE_DIR:-}" ] && [ -e "$RUNTIME_STATE_DIR/$id" ]; then
+        if [ -e "$RUNTIME_STATE_DIR/$id" ]; then
             echo "FAIL: runtime state left at $RUNTIME_STATE_DIR/$id"
             ok=1
         fi
