@@ -3,12 +3,13 @@
 # `ctr` drives it with the runc v2 shim and `--runc-binary` naming a logging
 # wrapper around runc or conman-runtime. Sourced by run.sh.
 #
-# ctr 1.6 has no flags for the user, the hostname or a pids limit, so
-# env_workdir checks only the environment and the working directory, and
-# limits only the memory limit; there is no hostname scenario.
+# ctr 1.6 has no flags for the user, the hostname or a pids limit. So
+# env_workdir checks only the environment and the working directory,
+# limits checks only the memory limit, and there is no hostname scenario.
 
 containerd_scenarios=(echo exit_codes env_workdir read_only mounts limits
-    detach_exec_stop tty cap_drop_all seccomp logs pause stats ps loop20)
+    detach_exec_stop tty exec_tty cap_drop_all seccomp logs pause stats ps
+    loop20)
 
 containerd_setup() {
     command -v containerd >/dev/null && command -v ctr >/dev/null || {
@@ -216,13 +217,28 @@ containerd_sc_detach_exec_stop() {
 }
 
 # ctr sets the console size only after the task has started, so the
-# container waits a second before reading it.
+# container waits a second before reading it, as in sc_tty.
 containerd_sc_tty() {
     local cmd out
     cmd="stty rows 31 cols 97; $(printf '%q ' "${ECMD[@]}" run -t --rm "${RUN_OPTS[@]}" "$IMAGE" "$(new_id)" sh -c 'tty; sleep 1; stty size')"
     out=$(sleep 3 | timeout 60 script -qec "$cmd" /dev/null | tr -d '\r')
     echo "$out"
     expect_contains "$out" "/dev/pts/0" "tty inside" && expect_contains "$out" "31 97" "terminal size"
+}
+
+containerd_sc_exec_tty() {
+    local id cmd out ok=0
+    id=$(new_id)
+    E run -d "${RUN_OPTS[@]}" "$IMAGE" "$id" sleep 300 || return 1
+    cmd="stty rows 29 cols 83; $(printf '%q ' "${ECMD[@]}" tasks exec -t --exec-id tty1 "$id" sh -c 'tty; sleep 1; stty size')"
+    out=$(sleep 3 | timeout 60 script -qec "$cmd" /dev/null | tr -d '\r')
+    echo "$out"
+    expect_match "$out" '^/dev/pts/[0-9]+$' "tty inside" || ok=1
+    expect_contains "$out" "29 83" "terminal size" || ok=1
+    E tasks kill -s SIGKILL "$id"
+    wait_stopped "$id" 10 || ok=1
+    remove_container "$id" || ok=1
+    return $ok
 }
 
 # ctr has no "drop all": the container gets containerd's default set, and

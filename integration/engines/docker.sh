@@ -64,7 +64,6 @@ docker_use_runtime() {
     ECMD=("${DOCKER_BASE[@]}")
     RUN_OPTS=(--runtime "$name" --network none)
     RM_FORCE=(rm -f)
-    TTY_SETTLE_SECONDS=1
     UPDATE_PIDS_LIMIT=1
     E() { "${ECMD[@]}" "$@"; }
 }

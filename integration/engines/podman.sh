@@ -2,7 +2,7 @@
 # cgroupfs cgroup manager (no systemd needed) and `--runtime PATH` naming a
 # logging wrapper around runc or conman-runtime. Sourced by run.sh.
 
-podman_scenarios=("${SCENARIOS_CLI[@]}")
+podman_scenarios=("${SCENARIOS_CLI[@]}" known_name)
 
 podman_setup() {
     command -v podman >/dev/null && command -v conmon >/dev/null || {
@@ -20,7 +20,7 @@ podman_setup() {
 podman_teardown() {
     "${PODMAN_BASE[@]}" rm -af -t 0 >/dev/null 2>&1
     "${PODMAN_BASE[@]}" system reset -f >/dev/null 2>&1
-    # containers/storage keeps its overlay directory mounted on itself.
+    # Anything still mounted under the store (overlay layers, shm) goes too.
     grep -F " $WORK/podman/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
         umount -l "$m"
     done
@@ -38,6 +38,7 @@ podman_use_runtime() {
         real=$conman_bin
         RUNTIME_STATE_DIR=/run/conman-runtime
     fi
+    PODMAN_RUNTIME_REAL=$real
     ECMD=("${PODMAN_BASE[@]}" --runtime "$(make_wrapper "$rt" "$real" "$WORK/calls-podman-$rt.log")")
     RT=$rt
     RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
@@ -51,4 +52,19 @@ podman_use_runtime() {
 
 podman_list_ids() {
     E ps -a -q --no-trunc
+}
+
+# The runtime behind a wrapper named `runc`, so that conmon passes
+# --log-format=json --log FILE as it does to runc. podman then reads the
+# runtime's error from that log; a missing executable must still give 127.
+podman_sc_known_name() {
+    local wrapper log=$WORK/calls-podman-$RT-as-runc.log out rc ok=0
+    wrapper=$(make_wrapper runc "$PODMAN_RUNTIME_REAL" "$log" "$RT-as-runc")
+    out=$("${PODMAN_BASE[@]}" --runtime "$wrapper" run --rm "${RUN_OPTS[@]}" "$IMAGE" echo hello) || ok=1
+    expect_eq hello "$out" "echo output" || ok=1
+    "${PODMAN_BASE[@]}" --runtime "$wrapper" run --rm "${RUN_OPTS[@]}" "$IMAGE" /no/such/program
+    rc=$?
+    expect_eq 127 "$rc" "missing executable" || ok=1
+    expect_contains "$(cat "$log")" "--log-format=json --log " "conmon passed the log flags" || ok=1
+    return $ok
 }

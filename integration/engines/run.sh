@@ -76,12 +76,13 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-# make_wrapper NAME REAL LOG: WORK/wrappers/NAME/NAME, a script that appends
-# its arguments and exit status to LOG and runs REAL with them. The file
-# keeps the runtime's name, because engines treat runtimes they know by
-# name differently (conmon adds --log-format json only for runc and crun).
+# make_wrapper NAME REAL LOG [DIR]: WORK/wrappers/DIR/NAME (DIR defaults to
+# NAME), a script that appends its arguments and exit status to LOG and
+# runs REAL with them. The file keeps the runtime's name, because engines
+# treat runtimes they know by name differently (podman has conmon pass
+# --log-format=json --log FILE only to runc and crun).
 make_wrapper() {
-    local name=$1 real=$2 log=$3 dir=$WORK/wrappers/$1
+    local name=$1 real=$2 log=$3 dir=$WORK/wrappers/${4:-$1}
     mkdir -p "$dir"
     cat > "$dir/$name" <<EOF
 #!/bin/sh

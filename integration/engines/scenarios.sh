@@ -4,12 +4,12 @@
 # adds "${RUN_OPTS[@]}" to every `run`, and returns 0 when the output is as
 # expected. Everything it prints goes to the scenario's log file.
 # Sourced by run.sh; the engine's NAME_use_runtime sets E, ECMD, RUN_OPTS,
-# RM_FORCE, RT, RUNTIME_STATE_DIR, TTY_SETTLE_SECONDS and UPDATE_PIDS_LIMIT,
+# RM_FORCE, RT, RUNTIME_STATE_DIR and UPDATE_PIDS_LIMIT,
 # and run.sh sets IMAGE, WORK and ENGINE.
 
 SCENARIOS_CLI=(echo exit_codes env_workdir_user read_only mounts limits
-    detach_exec_stop tty hostname cap_drop_all seccomp logs pause stats
-    update loop20)
+    detach_exec_stop tty exec_tty hostname cap_drop_all seccomp logs pause
+    stats update loop20)
 
 sc_echo() {
     local out
@@ -105,16 +105,31 @@ sc_detach_exec_stop() {
     return $ok
 }
 
-# `script` gives the engine a real terminal of 31 rows and 97 columns; the
-# container must get a pty of its own with that size. docker sets the size
-# only after the process has started, so its container waits
-# TTY_SETTLE_SECONDS before reading it.
+# `script` gives the engine a real terminal of 31 rows and 97 columns, and
+# the container must get a pty of its own with that size. The engines pass
+# no consoleSize and resize the pty only after the process has started, so
+# the container waits a second before reading the size.
 sc_tty() {
     local cmd out
-    cmd="stty rows 31 cols 97; $(printf '%q ' "${ECMD[@]}" run -it --rm "${RUN_OPTS[@]}" "$IMAGE" sh -c "tty; sleep ${TTY_SETTLE_SECONDS:-0}; stty size")"
+    cmd="stty rows 31 cols 97; $(printf '%q ' "${ECMD[@]}" run -it --rm "${RUN_OPTS[@]}" "$IMAGE" sh -c "tty; sleep 1; stty size")"
     out=$(sleep 3 | timeout 60 script -qec "$cmd" /dev/null | tr -d '\r')
     echo "$out"
     expect_contains "$out" "/dev/pts/0" "tty inside" && expect_contains "$out" "31 97" "terminal size"
+}
+
+# `exec -it` into a detached container: the runtime's `exec --tty
+# --console-socket` must hand the engine a pty, which the engine resizes to
+# the terminal's size.
+sc_exec_tty() {
+    local id cmd out ok=0
+    id=$(E run -d "${RUN_OPTS[@]}" "$IMAGE" sleep 300) || return 1
+    cmd="stty rows 29 cols 83; $(printf '%q ' "${ECMD[@]}" exec -it "$id" sh -c "tty; sleep 1; stty size")"
+    out=$(sleep 3 | timeout 60 script -qec "$cmd" /dev/null | tr -d '\r')
+    echo "$out"
+    expect_match "$out" '^/dev/pts/[0-9]+$' "tty inside" || ok=1
+    expect_contains "$out" "29 83" "terminal size" || ok=1
+    E "${RM_FORCE[@]}" "$id" >/dev/null || ok=1
+    return $ok
 }
 
 sc_hostname() {
