@@ -60,6 +60,8 @@ containerd_teardown() {
     grep -F " $WORK/containerd/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
         umount -l "$m"
     done
+    # ctr puts each container in the cgroup /NAMESPACE/ID.
+    remove_cgroup_parent conman-engines
 }
 
 containerd_use_runtime() {

@@ -21,6 +21,7 @@ docker_setup() {
     dockerd --config-file "$dir/daemon.json" --data-root "$dir/data" --exec-root "$dir/exec" \
         --pidfile "$dir/dockerd.pid" -H "unix://$dir/docker.sock" \
         --bridge=none --iptables=false --ip-masq=false --exec-opt native.cgroupdriver=cgroupfs \
+        --cgroup-parent /conman-engines-docker \
         --add-runtime "runc-logged=$DOCKER_RUNC_WRAPPER" --add-runtime "conman=$DOCKER_CONMAN_WRAPPER" \
         > "$dir/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
@@ -49,6 +50,7 @@ docker_teardown() {
     grep -F " $WORK/docker/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
         umount -l "$m"
     done
+    remove_cgroup_parent conman-engines-docker
 }
 
 docker_use_runtime() {

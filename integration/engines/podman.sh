@@ -24,6 +24,7 @@ podman_teardown() {
     grep -F " $WORK/podman/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
         umount -l "$m"
     done
+    remove_cgroup_parent conman-engines-podman
 }
 
 # podman 4.3 gives root containers RLIMIT_NOFILE and RLIMIT_NPROC of
@@ -41,7 +42,8 @@ podman_use_runtime() {
     PODMAN_RUNTIME_REAL=$real
     ECMD=("${PODMAN_BASE[@]}" --runtime "$(make_wrapper "$rt" "$real" "$WORK/calls-podman-$rt.log")")
     RT=$rt
-    RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+    RUN_OPTS=(--network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
+        --cgroup-parent /conman-engines-podman)
     # `rm -f` sends SIGTERM and waits 10 seconds by default. `sleep` as pid 1
     # ignores SIGTERM, so the scenarios kill at once.
     RM_FORCE=(rm -f -t 0)

@@ -96,6 +96,17 @@ EOF
     echo "$dir/$name"
 }
 
+# remove_cgroup_parent NAME: removes the empty cgroup directory NAME, and
+# the empty directories below it, from the top of every hierarchy. The
+# engines create such a parent for their containers and leave it behind.
+remove_cgroup_parent() {
+    local dir
+    for dir in /sys/fs/cgroup/*/"$1" /sys/fs/cgroup/"$1"; do
+        [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+    return 0
+}
+
 expect_eq() {
     local expected=$1 actual=$2 what=${3:-output}
     if [ "$expected" = "$actual" ]; then
