@@ -102,6 +102,14 @@ pub struct MemoryEntry {
     pub failcnt: u64,
 }
 
+impl MemoryEntry {
+    /// Builds an entry from a v1 controller's counters; a negative limit
+    /// is "no limit".
+    fn from_counters(limit: i64, usage: u64, max: u64, failcnt: u64) -> MemoryEntry {
+        MemoryEntry { limit: to_u64(limit), usage, max, failcnt }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Memory {
     #[serde(skip_serializing_if = "is_zero")]
@@ -375,12 +383,7 @@ impl Cgroup {
         let controller = MemController::new(dir.to_owned(), site.is_v2());
         let stat = controller.memory_stat();
         memory.raw = stat.stat.raw.into_iter().collect();
-        memory.usage = MemoryEntry {
-            limit: to_u64(stat.limit_in_bytes),
-            usage: stat.usage_in_bytes,
-            max: stat.max_usage_in_bytes,
-            failcnt: stat.fail_cnt,
-        };
+        memory.usage = MemoryEntry::from_counters(stat.limit_in_bytes, stat.usage_in_bytes, stat.max_usage_in_bytes, stat.fail_cnt);
         if site.is_v2() {
             memory.cache = memory.raw.get("file").copied().unwrap_or(0);
             memory.usage.failcnt = keyed(&dir.join("memory.events")).get("max").copied().unwrap_or(0);
@@ -402,26 +405,12 @@ impl Cgroup {
         } else {
             memory.cache = memory.raw.get("cache").copied().unwrap_or(0);
             let swap = controller.memswap();
-            memory.swap = MemoryEntry {
-                limit: to_u64(swap.limit_in_bytes),
-                usage: swap.usage_in_bytes,
-                max: swap.max_usage_in_bytes,
-                failcnt: swap.fail_cnt,
-            };
+            memory.swap = MemoryEntry::from_counters(swap.limit_in_bytes, swap.usage_in_bytes, swap.max_usage_in_bytes, swap.fail_cnt);
             let kernel = controller.kmem_stat();
-            memory.kernel = MemoryEntry {
-                limit: to_u64(kernel.limit_in_bytes),
-                usage: kernel.usage_in_bytes,
-                max: kernel.max_usage_in_bytes,
-                failcnt: kernel.fail_cnt,
-            };
+            memory.kernel =
+                MemoryEntry::from_counters(kernel.limit_in_bytes, kernel.usage_in_bytes, kernel.max_usage_in_bytes, kernel.fail_cnt);
             let tcp = controller.kmem_tcp_stat();
-            memory.kernel_tcp = MemoryEntry {
-                limit: to_u64(tcp.limit_in_bytes),
-                usage: tcp.usage_in_bytes,
-                max: tcp.max_usage_in_bytes,
-                failcnt: tcp.fail_cnt,
-            };
+            memory.kernel_tcp = MemoryEntry::from_counters(tcp.limit_in_bytes, tcp.usage_in_bytes, tcp.max_usage_in_bytes, tcp.fail_cnt);
         }
     }
 
