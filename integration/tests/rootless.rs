@@ -62,10 +62,18 @@ fn give_to_user(path: &Path) {
 }
 
 /// A runtime command run as the test user, with XDG_RUNTIME_DIR set to
-/// `runtime_dir` and no --root: the default state directory applies.
+/// `runtime_dir` and no --root: the default state directory applies. The
+/// binary is a copy inside `runtime_dir`, because the build directory may
+/// be closed to other users (a checkout under a 0700 directory).
 fn as_user(runtime_dir: &Path, args: &[&str]) -> Command {
     let user = test_user();
-    let mut command = Command::new(runtime_bin());
+    let binary = runtime_dir.join("bin").join("conman-runtime");
+    if !binary.exists() {
+        fs::create_dir_all(binary.parent().unwrap()).expect("create the binary directory");
+        fs::copy(runtime_bin(), &binary).expect("copy conman-runtime for the test user");
+        give_to_user(binary.parent().unwrap());
+    }
+    let mut command = Command::new(&binary);
     command.args(args).env("XDG_RUNTIME_DIR", runtime_dir).uid(user.uid).gid(user.gid);
     command
 }
