@@ -449,7 +449,7 @@ pub fn cgroup_v2_only() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Where a controller lives on this host, as the runtime picks it: a v1
+/// The directory of a controller on this host, as the runtime picks it: a v1
 /// hierarchy of its own, else the v2 hierarchy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControllerSite {

@@ -389,8 +389,8 @@ fn update_memory_minus_one() {
     assert!(unlimited, "memory limit still set: {limit}");
 }
 
-/// containerd's shim sends `kill --all ID 9` after every task exit; runc
-/// answers 0 for a stopped container, while a plain kill is an error.
+/// containerd's shim sends `kill --all ID 9` after every task exit. runc
+/// exits 0 for a stopped container there, while a plain kill is an error.
 #[test]
 fn kill_all_of_stopped_container_succeeds() {
     let rt = Runtime::new();

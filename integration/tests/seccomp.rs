@@ -261,7 +261,7 @@ mod agent {
         seen
     }
 
-    /// Answers the notifications on `fd` until every process of the filter
+    /// Replies to the notifications on `fd` until every process of the filter
     /// has exited.
     fn serve(fd: OwnedFd, errno: i32, seen: &Mutex<Seen>) {
         loop {
@@ -287,7 +287,7 @@ mod agent {
     }
 }
 
-/// The profile that sends mkdir to the agent at `socket`.
+/// Returns the profile that sends mkdir to the agent at `socket`.
 fn notify_profile(socket: &Path) -> Value {
     json!({
         "defaultAction": "SCMP_ACT_ALLOW",

@@ -351,7 +351,7 @@ impl Runtime {
         let (_locked, record) = self.store.open(id)?;
         let status = record.live_status();
         // As runc: `kill --all` of a stopped container signals whatever is
-        // left in its cgroup, which may be nothing, and succeeds; containerd
+        // left in its cgroup, which may be nothing, and succeeds. containerd
         // sends it after every task exit.
         if status == Status::Stopped && !all {
             return Err(Error::NotRunning(id.to_owned()));

@@ -191,7 +191,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     let activated;
     let process = match args.listen_fds {
         Some(count) => {
-            // The program sees the sockets as systemd would pass them: at
+            // The program gets the sockets as systemd would pass them: at
             // fd 3 onwards, for its own pid in its pid namespace.
             let mut copy = process.clone();
             let mut env = copy.env().clone().unwrap_or_default();

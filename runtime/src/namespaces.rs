@@ -210,7 +210,7 @@ fn run_id_map_helper(helper: &str, pid: i32, mappings: &[LinuxIdMapping]) -> Res
     })?;
     if !output.status.success() {
         return Err(Error::InvalidConfig(format!(
-            "{helper} {pid} refused the mappings {}: {} (check /etc/subuid and /etc/subgid for this user)",
+            "{helper} {pid} rejected the mappings {}: {} (check /etc/subuid and /etc/subgid for this user)",
             format_mappings(mappings).trim().replace('\n', ", "),
             String::from_utf8_lossy(&output.stderr).trim()
         )));

@@ -19,7 +19,7 @@ use crate::error::{Context, Error, Result};
 
 /// The directory in the container's state that the socket is in.
 pub const DIR: &str = "notify";
-/// Where the container sees that directory.
+/// The path of that directory inside the container.
 const CONTAINER_DIR: &str = "/run/notify";
 const SOCKET: &str = "notify.sock";
 

@@ -209,8 +209,8 @@ pub fn check_supported(spec: &Spec) -> Result<()> {
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("\"linux\" is missing".into()))?;
     if linux.intel_rdt().is_some() {
-        // NOTE: Intel RDT (resctrl) is not implemented; this says whether
-        // the host could have offered it at all.
+        // NOTE: Intel RDT (resctrl) is not implemented. The error tells
+        // whether the host could have offered it at all.
         let mounted = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(" - resctrl "));
         return Err(Error::InvalidConfig(if mounted {
             "\"linux.intelRdt\" is set, but this runtime does not support Intel RDT yet".into()

@@ -318,7 +318,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The state directory when --root is not given: a tmpfs under /run for
+/// Returns the state directory used when --root is not given: a tmpfs under /run for
 /// root, the user's runtime directory for anyone else, as runc does.
 fn default_root() -> PathBuf {
     // SAFETY: geteuid has no arguments and cannot fail.

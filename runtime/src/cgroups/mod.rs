@@ -210,7 +210,7 @@ impl Cgroup {
     ///
     /// Run by a user other than root, the runtime has no cgroup unless one
     /// was delegated to it: a hierarchy it may not write is left out, and
-    /// `rootless_skipped` says so. Limits then fail in [`Cgroup::apply`].
+    /// `rootless_skipped` records that. Limits then fail in [`Cgroup::apply`].
     pub fn create(relative: &Path) -> Result<Cgroup> {
         let mut cgroup = Cgroup::default();
         // SAFETY: geteuid has no arguments and cannot fail.

@@ -69,7 +69,7 @@ const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 pub struct Filter {
     pub program: Vec<sock_filter>,
     pub flags: u32,
-    /// Where the listener fd goes when a rule uses SCMP_ACT_NOTIFY
+    /// The agent that receives the listener fd when a rule uses SCMP_ACT_NOTIFY
     /// (`linux.seccomp.listenerPath`), with `listenerMetadata`.
     pub listener: Option<notify::Listener>,
 }
