@@ -60,6 +60,17 @@ enum Console {
     Internal,
 }
 
+/// Re-executes the runtime from a protected view of its binary when the
+/// container of the bundle needs one. A config that cannot be read counts as
+/// needing it; `create` then reports the error from the protected process.
+fn protect_binary_for(bundle: &Path) -> Result<()> {
+    let needed = spec::load(&bundle.join("config.json")).map_or(true, |spec| crate::sealed_exe::init_needs_protection(&spec));
+    if needed {
+        crate::sealed_exe::ensure()?;
+    }
+    Ok(())
+}
+
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Runtime {
@@ -70,12 +81,12 @@ impl Runtime {
     /// Creates container `id` from the bundle in `options`, leaving its init
     /// waiting for `start`. Returns the init's pid as seen from the host.
     ///
-    /// Like `run` and `exec`, it first re-executes the process from a sealed
-    /// copy of its binary unless it runs from one already
-    /// ([`crate::sealed_exe::ensure`]): a program that embeds the runtime
-    /// calls that at the start of `main`.
+    /// Like `run` and `exec`, it first re-executes the process from a
+    /// protected view of its binary unless it runs from one already or the
+    /// spec does not need one ([`crate::sealed_exe`]): a program that embeds
+    /// the runtime calls `sealed_exe::ensure` at the start of `main`.
     pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
-        crate::sealed_exe::ensure()?;
+        protect_binary_for(&options.bundle)?;
         let console = match &options.console_socket {
             Some(path) => Console::Socket(path.clone()),
             None => Console::None,
@@ -262,6 +273,11 @@ impl Runtime {
                 annotations: spec.annotations().clone().unwrap_or_default(),
                 cgroup_paths: cleanup.cgroup.as_ref().unwrap().paths(),
                 own_pid_namespace: plan.new_pid || plan.pid_join.is_some(),
+                unprotected_init_exe: if crate::sealed_exe::runs_protected_binary() {
+                    None
+                } else {
+                    crate::sealed_exe::own_executable()
+                },
                 // SAFETY: getuid has no arguments and always succeeds (getuid(2)).
                 owner: unsafe { libc::getuid() },
             };
@@ -501,7 +517,7 @@ impl Runtime {
     /// (128+N for a death by signal N). With `detach`, returns 0 once the
     /// container runs.
     pub fn run(&self, id: &str, options: &CreateOptions, detach: bool) -> Result<i32> {
-        crate::sealed_exe::ensure()?;
+        protect_binary_for(&options.bundle)?;
         let spec = spec::load(&options.bundle.join("config.json"))?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console = match (&options.console_socket, terminal) {

@@ -152,6 +152,7 @@ impl Runtime {
             }
         }
         let in_user_ns = joins.iter().any(|(name, _, _)| *name == "user");
+        crate::sealed_exe::check_exec_exposure(id, record.pid, record.unprotected_init_exe, process, in_user_ns)?;
 
         let (console, pty_receiver) = match (&options.console_socket, terminal) {
             (Some(path), _) => (Some(terminal::connect(path)?), None),

@@ -1,4 +1,4 @@
-//! Runs the runtime from a sealed in-memory copy of its own binary.
+//! Runs the runtime from a copy of its own binary that no one can write.
 //!
 //! The container's init is cloned from the runtime process, and an `exec`
 //! process is forked from it, so until they call execve their
@@ -7,15 +7,38 @@
 //! keeps a container without CAP_SYS_PTRACE (in the host's user namespace)
 //! from opening that link. A container with CAP_SYS_PTRACE can still open it,
 //! keep the descriptor, and reopen it for writing once no process runs the
-//! binary: the attack of CVE-2019-5736. When the runtime runs from a sealed
-//! memfd copy, that link leads to the copy, which cannot be written, and
-//! never to the file on the host.
+//! binary: the attack of CVE-2019-5736.
+//!
+//! So before it does anything else, the runtime re-executes itself from a
+//! view of its binary that takes no writes, and that link leads there:
+//!
+//! 1. a read-only bind mount of the binary that is attached nowhere
+//!    (open_tree with OPEN_TREE_CLONE, then mount_setattr), which costs
+//!    three syscalls and shares the page cache with the installed file. No
+//!    mount namespace ever contains it, so no mount event reaches the host's
+//!    mount watchers. A write through it fails with EROFS. It needs
+//!    CAP_SYS_ADMIN over the current mount namespace and Linux 5.12.
+//! 2. otherwise (rootless, older kernels), a sealed memfd copy of the
+//!    binary, which costs a copy of the whole file and its memory for as
+//!    long as the process runs. A write through it fails with EPERM.
+//!
+//! A binary that already lies on a read-only mount is protected as it is,
+//! and is not re-executed.
+//!
+//! `create` and `run` skip the re-execution when no process that may hold
+//! CAP_SYS_PTRACE over the runtime's user namespace can see the init before
+//! its execve ([`init_needs_protection`]). `exec` then refuses a process
+//! that could, for as long as that init still runs the runtime's binary
+//! ([`check_exec_exposure`]). Exec processes always run from a protected
+//! view, because other processes of the container may see them.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
+
+use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 
 use crate::error::{Error, Result};
 
@@ -30,24 +53,29 @@ const MFD_EXEC: libc::c_uint = 0x0010;
 /// Name of the memfd, as `/proc/PID/exe` shows it (`/memfd:NAME (deleted)`).
 const MEMFD_NAME: &str = "conman-runtime";
 
-/// Re-executes this process from a sealed memfd copy of its binary, with
-/// the same arguments and environment, unless it already runs from one.
-/// On success it does not return in the original program: the new program
-/// starts again from `main`, so a caller must not have done anything
-/// before that may not happen twice.
+/// Re-executes this process from a view of its binary that takes no
+/// writes (see the module documentation), with the same arguments and
+/// environment, unless it already runs from one. On success it does not
+/// return in the original program: the new program starts again from
+/// `main`, so a caller must not have done anything before that may not
+/// happen twice.
 ///
-/// When the kernel refuses an executable memfd (`vm.memfd_noexec=2`), the
-/// runtime goes on from its binary with a warning.
+/// When neither view can be made (no CAP_SYS_ADMIN, and the kernel refuses
+/// an executable memfd with `vm.memfd_noexec=2`), the runtime goes on from
+/// its binary with a warning.
 pub fn ensure() -> Result<()> {
-    if runs_sealed_copy() {
+    if runs_protected_binary() {
         set_process_name();
         return Ok(());
     }
-    let copy = match sealed_copy() {
-        Ok(copy) => copy,
+    let executable = match read_only_mount().or_else(|mount_err| {
+        tracing::debug!(error = %mount_err, "no read-only mount of the runtime binary; copying it into a sealed memfd");
+        sealed_copy()
+    }) {
+        Ok(executable) => executable,
         Err(err) => {
-            // NOTE: without the copy, only non-dumpable protects the binary,
-            // which is enough for containers without CAP_SYS_PTRACE.
+            // NOTE: without a protected view, only non-dumpable protects the
+            // binary, which is enough for containers without CAP_SYS_PTRACE.
             tracing::warn!(error = %err, "cannot run from a sealed copy of the runtime binary");
             return Ok(());
         }
@@ -71,25 +99,169 @@ pub fn ensure() -> Result<()> {
     unsafe {
         libc::syscall(
             libc::SYS_execveat,
-            copy.as_raw_fd(),
+            executable.as_raw_fd(),
             empty.as_ptr(),
             argv_ptrs.as_ptr(),
             envp_ptrs.as_ptr(),
             libc::AT_EMPTY_PATH,
         );
     }
-    Err(Error::last_os("re-execute the runtime from its sealed copy"))
+    Err(Error::last_os("re-execute the runtime from its protected binary"))
 }
 
-/// Reports whether `/proc/self/exe` is a memfd with the write seal.
-fn runs_sealed_copy() -> bool {
+/// Reports whether the init of a container with `spec` must run from a
+/// protected view of the runtime's binary. It need not when all of these
+/// hold, because then the only processes that can see it before its execve
+/// are the container's own, and none of them can open the link of a
+/// non-dumpable process of the runtime:
+///
+/// - the container gets a new pid namespace, so no other container's
+///   process or host process in a shared namespace sees the init;
+/// - it has no createContainer or startContainer hook, whose programs run in
+///   the container while the init still runs the runtime;
+/// - its processes cannot hold CAP_SYS_PTRACE in the runtime's user
+///   namespace: the container gets a new user namespace, or CAP_SYS_PTRACE
+///   is not in the init's bounding set.
+///
+/// A process added later by `exec` may have CAP_SYS_PTRACE; see
+/// [`check_exec_exposure`].
+pub fn init_needs_protection(spec: &Spec) -> bool {
+    let Some(linux) = spec.linux() else {
+        return true;
+    };
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    let creates = |kind: LinuxNamespaceType| namespaces.iter().any(|ns| ns.typ() == kind && ns.path().is_none());
+    if !creates(LinuxNamespaceType::Pid) {
+        return true;
+    }
+    let in_container_hooks = spec.hooks().as_ref().is_some_and(|hooks| {
+        let present = |list: &Option<Vec<oci_spec::runtime::Hook>>| list.as_ref().is_some_and(|l| !l.is_empty());
+        present(hooks.create_container()) || present(hooks.start_container())
+    });
+    if in_container_hooks {
+        return true;
+    }
+    !creates(LinuxNamespaceType::User) && may_hold_ptrace(spec.process().as_ref())
+}
+
+/// Reports whether `process` may hold CAP_SYS_PTRACE: it keeps the
+/// runtime's capabilities when the spec lists none, and otherwise cannot
+/// gain one outside its bounding set.
+pub fn may_hold_ptrace(process: Option<&Process>) -> bool {
+    match process.and_then(|p| p.capabilities().as_ref()) {
+        None => true,
+        Some(caps) => caps.bounding().as_ref().is_some_and(|set| set.contains(&Capability::SysPtrace)),
+    }
+}
+
+/// Returns the device and inode numbers of the file this process runs,
+/// which `create` records when the init runs from the unprotected binary.
+pub fn own_executable() -> Option<ExecutableId> {
+    executable_of("self")
+}
+
+/// Device and inode numbers of an executable file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecutableId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+fn executable_of(pid: &str) -> Option<ExecutableId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    Some(ExecutableId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    })
+}
+
+/// Rejects an exec process that may hold CAP_SYS_PTRACE in the runtime's
+/// user namespace (`in_user_ns` false) while the container's init still
+/// runs `unprotected_init`, the runtime's binary that `create` did not
+/// protect: that process could open the init's `/proc/PID/exe` and write to
+/// the binary. Once the init has called execve it never runs the runtime
+/// again, so one check before the exec suffices.
+pub fn check_exec_exposure(
+    id: &str,
+    init_pid: i32,
+    unprotected_init: Option<ExecutableId>,
+    process: &Process,
+    in_user_ns: bool,
+) -> Result<()> {
+    let Some(runtime_binary) = unprotected_init else {
+        return Ok(());
+    };
+    if in_user_ns || !may_hold_ptrace(Some(process)) {
+        return Ok(());
+    }
+    let init_exe = executable_of(&init_pid.to_string());
+    let init_exited = !std::path::Path::new(&format!("/proc/{init_pid}")).exists();
+    // A link that cannot be read (the init is non-dumpable until its
+    // execve) counts as the runtime's binary.
+    if init_exited || init_exe.is_some_and(|exe| exe != runtime_binary) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "the exec process may hold CAP_SYS_PTRACE, and the init of container \"{id}\" has not started its \
+         program yet: start the container first, or exec without CAP_SYS_PTRACE"
+    )))
+}
+
+/// Reports whether `/proc/self/exe` takes no writes: a memfd with the
+/// write seal, or a file on a read-only mount.
+pub fn runs_protected_binary() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
     // SAFETY: fcntl on a descriptor that we own; F_GET_SEALS fails with
     // EINVAL on files that are not memfds.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+    if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        return true;
+    }
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fstatvfs fills the buffer it is given when it returns 0.
+    if unsafe { libc::fstatvfs(exe.as_raw_fd(), stat.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: initialised by the successful call above.
+    let stat = unsafe { stat.assume_init() };
+    stat.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Returns an O_PATH descriptor of a read-only bind mount of the running
+/// binary that is attached to no mount namespace.
+fn read_only_mount() -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: a valid C string and flags of open_tree(2).
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), flags) };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let attrs = crate::mounts::MountAttr {
+        attr_set: crate::mounts::MOUNT_ATTR_RDONLY | crate::mounts::MOUNT_ATTR_NODEV | crate::mounts::MOUNT_ATTR_NOSUID,
+        ..Default::default()
+    };
+    // SAFETY: an empty path with AT_EMPTY_PATH, and a mount_attr of the
+    // size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attrs as *const crate::mounts::MountAttr,
+            std::mem::size_of::<crate::mounts::MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(tree)
 }
 
 /// Copies the running binary into a new memfd, seals it and returns a
