@@ -35,6 +35,12 @@ pub struct CreateOptions {
     /// `linux.cgroupsPath` has runc's `SLICE:PREFIX:NAME` form
     /// (`--systemd-cgroup`); see [`cgroups::systemd`].
     pub systemd_cgroup: bool,
+    /// Keep the container's init as pid 1, running a minimal init that
+    /// forks the program, forwards signals to it, reaps orphans and exits
+    /// with the program's status (see [`crate::reaper`]). runc has no such
+    /// option, and `conman-runtime`'s command line does not offer it:
+    /// `conman run --init` sets it.
+    pub reaper_init: bool,
 }
 
 /// The runtime: a state root and the operations on containers in it.
@@ -205,6 +211,7 @@ impl Runtime {
                     preserve_fds: options.preserve_fds.max(listen_fds.unwrap_or(0)),
                     listen_fds,
                     seccomp: seccomp.as_ref(),
+                    reaper_init: options.reaper_init,
                 });
             }
             cleanup.child = Some(pid);
