@@ -867,13 +867,30 @@ fn set_pty_size(master: &std::os::fd::OwnedFd, rows: u16, columns: u16) {
 /// SIGINT, and its exit code is returned.
 #[test]
 fn run_interactive_terminal() {
+    check_interactive_terminal(&[], 1);
+}
+
+/// `run -it --init`: the shell runs as pid 2 under the init and still owns
+/// the terminal, so Ctrl-C reaches it.
+#[test]
+fn init_interactive_terminal() {
+    check_interactive_terminal(&["--init"], 2);
+}
+
+/// Runs an interactive shell with `conman run --rm -it FLAGS -- sh` on a
+/// pty that the test opens, and checks its terminal, a resize, Ctrl-C,
+/// the shell's pid and its exit code.
+fn check_interactive_terminal(flags: &[&str], shell_pid: i32) {
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
 
     let conman = Conman::new();
     let pty = nix::pty::openpty(None, None).expect("open a pty");
     set_pty_size(&pty.master, 33, 77);
-    let mut command = conman.command(&["run", "--rm", "-it", "--", "sh"]);
+    let mut args = vec!["run", "--rm", "-it"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--", "sh"]);
+    let mut command = conman.command(&args);
     command
         .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
@@ -905,6 +922,8 @@ fn run_interactive_terminal() {
     nix::unistd::write(&pty.master, b"\x03").unwrap();
     nix::unistd::write(&pty.master, b"echo after-$((1+1))\r").unwrap();
     read_pty_until(&pty.master, &mut output, "after-2\r\n");
+    nix::unistd::write(&pty.master, b"echo pid-$(($$+100))\r").unwrap();
+    read_pty_until(&pty.master, &mut output, "pid-1");
     nix::unistd::write(&pty.master, b"exit 3\r").unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -918,6 +937,8 @@ fn run_interactive_terminal() {
     assert_eq!(status.code(), Some(3), "{output:?}");
     assert!(output.contains("/dev/pts/0"), "the shell's stdin must be a terminal: {output:?}");
     assert!(!output.contains("slept-42"), "Ctrl-C did not interrupt sleep: {output:?}");
+    let pid_line = format!("pid-{}\r\n", shell_pid + 100);
+    assert!(output.contains(&pid_line), "the shell must be pid {shell_pid}: {output:?}");
     assert!(entries(&conman.containers_dir()).is_empty());
 }
 
@@ -959,13 +980,221 @@ fn attach_relays_output_and_stdin() {
     assert!(stopped.stderr.contains("not running"), "{stopped}");
 }
 
+/// Returns the descriptors that process `pid` has open, as numbers.
+fn open_descriptors(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = entries(Path::new(&format!("/proc/{pid}/fd"))).iter().map(|fd| fd.parse().unwrap()).collect();
+    fds.sort();
+    fds
+}
+
 #[test]
-fn init_flag_rejected() {
+fn init_runs_program_as_pid_2() {
+    let conman = Conman::new();
+    let script = "cat /proc/1/comm; tr '\\0' '\\n' </proc/1/cmdline | head -n 1; echo $$; exit 7";
+
+    let out = conman.output(&["run", "--rm", "--init", "-e", "SECRET=hidden", "--", "sh", "-c", script]);
+
+    assert_eq!(out.code, 7, "the program's exit code must pass through the init: {out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"conman-init"), "pid 1's comm: {out}");
+    assert_eq!(lines.get(1), Some(&"conman-init"), "pid 1's command line: {out}");
+    assert_eq!(lines.get(2), Some(&"2"), "the program's pid: {out}");
+    assert!(entries(&conman.containers_dir()).is_empty(), "--rm left a record");
+}
+
+#[test]
+fn init_detached_holds_no_host_descriptors() {
     let conman = Conman::new();
 
-    let out = conman.output(&["run", "--rm", "--init", "--", "true"]);
+    let started = Instant::now();
+    run_detached_with(&conman, &["--init", "--name", "fds"], &["sleep", "100"]);
 
-    assert_eq!(out.code, 125, "{out}");
-    assert!(out.stderr.contains("--init is not implemented"), "{out}");
-    assert!(entries(&conman.containers_dir()).is_empty());
+    assert!(started.elapsed() < Duration::from_secs(10), "run -d --init took {:?}", started.elapsed());
+    let init = container_pid(&conman, "fds");
+    let comm = fs::read_to_string(format!("/proc/{init}/comm")).unwrap();
+    assert_eq!(comm.trim(), "conman-init");
+    assert_eq!(open_descriptors(init), vec![0, 1, 2], "the init must hold only the container's stdio");
+    let status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let rss_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap();
+    assert!(rss_kib < 16 * 1024, "the init uses {rss_kib} KiB of memory");
+    let exec = conman.output(&["exec", "fds", "readlink", "/proc/1/fd/1"]);
+    assert_ne!(exec.code, 0, "a process in the container must not read the non-dumpable init's fds: {exec}");
+    assert_eq!(exec.stdout, "", "{exec}");
+}
+
+#[test]
+fn init_reaps_orphaned_zombies() {
+    let conman = Conman::new();
+    // The inner shell exits at once, so its background sleep is orphaned
+    // and adopted by pid 1; the outer program never waits for children.
+    let command = ["sh", "-c", "sh -c 'sleep 0.2 &'; exec sleep 100"];
+    run_detached_with(&conman, &["--init", "--name", "with"], &command);
+    run_detached_with(&conman, &["--name", "without"], &command);
+    sleep(Duration::from_secs(1));
+    let states = |name: &str| {
+        let out = conman.ok(&["exec", name, "sh", "-c", "cat /proc/[0-9]*/stat"]);
+        out.stdout.lines().map(|line| line.rsplit_once(") ").unwrap().1[..1].to_owned()).collect::<Vec<_>>()
+    };
+
+    let with_init = states("with");
+    let without_init = states("without");
+
+    assert!(!with_init.contains(&"Z".to_owned()), "a zombie is left under --init: {with_init:?}");
+    assert!(without_init.contains(&"Z".to_owned()), "without --init the orphan must stay a zombie, or this test shows nothing: {without_init:?}");
+}
+
+#[test]
+fn init_stop_and_kill_reach_program() {
+    let conman = Conman::new();
+    // A plain sleep as pid 1 ignores SIGTERM; under the init it is pid 2.
+    run_detached_with(&conman, &["--init", "--name", "st"], &["sleep", "100"]);
+    run_detached_with(&conman, &["--init", "--name", "ki"], &["sleep", "100"]);
+
+    let started = Instant::now();
+    conman.ok(&["stop", "-t", "10", "st"]);
+    let stop_time = started.elapsed();
+    conman.ok(&["kill", "-s", "USR1", "ki"]);
+    let killed = conman.ok(&["wait", "ki"]);
+
+    assert!(stop_time < Duration::from_secs(5), "stop waited {stop_time:?}: SIGTERM did not reach the program");
+    assert_eq!(conman.inspect("st")["state"]["exitCode"], 143, "SIGTERM is exit code 128+15");
+    assert_eq!(killed.stdout.trim(), "138", "SIGUSR1 is exit code 128+10: {killed}");
+    assert_eq!(conman.status("ki"), "exited");
+}
+
+#[test]
+fn init_exec_runs_beside_program() {
+    let conman = Conman::new();
+    run_detached_with(&conman, &["--init", "--name", "ex"], &["sleep", "100"]);
+
+    let out = conman.ok(&["exec", "ex", "sh", "-c", "cat /proc/1/comm /proc/2/comm"]);
+
+    assert_eq!(out.stdout, "conman-init\nsleep\n", "{out}");
+    assert_eq!(conman.status("ex"), "running");
+}
+
+/// Writes a busybox bundle that runs `args`, with a writable root and
+/// `root.path` relative to the bundle.
+fn writable_bundle(rt: &conman_integration::Runtime, args: &[&str]) -> conman_integration::Bundle {
+    let mut bundle = conman_integration::Bundle::with_args(rt, args);
+    bundle.edit(|config| {
+        config["root"]["readonly"] = Value::Bool(false);
+        config["process"]["env"] = serde_json::json!(["PATH=/bin", "GREETING=from-bundle"]);
+    });
+    assert_eq!(bundle.config()["root"]["path"], "rootfs", "the bundle's root.path must be relative for this test");
+    bundle
+}
+
+/// Lists every path under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        paths.push(path.display().to_string());
+        if path.is_dir() && !path.is_symlink() {
+            paths.extend(tree(&path));
+        }
+    }
+    paths.sort();
+    paths
+}
+
+#[test]
+fn bundle_runs_without_modifying_it() {
+    let rt = conman_integration::Runtime::new();
+    let conman = Conman::new();
+    let bundle = writable_bundle(&rt, &["sh", "-c", "echo $GREETING; pwd; echo x > /written; echo $$"]);
+    let config_before = fs::read(bundle.path().join("config.json")).unwrap();
+    let tree_before = tree(bundle.path());
+
+    let plain = conman.output(&["run", "--rm", "--bundle", bundle.path_str()]);
+    let overridden = conman.output(&[
+        "run", "--rm", "--init", "--bundle", bundle.path_str(), "-e", "GREETING=from-flag", "-w", "/tmp", "--name", "ov",
+        "--", "sh", "-c", "echo $GREETING; pwd; cat /proc/1/comm; echo $$; exit 4",
+    ]);
+
+    assert_eq!(plain.code, 0, "{plain}");
+    assert_eq!(plain.stdout, "from-bundle\n/\n1\n", "{plain}");
+    assert_eq!(overridden.code, 4, "{overridden}");
+    assert_eq!(overridden.stdout, "from-flag\n/tmp\nconman-init\n2\n", "-e, -w, the command and --init apply to a bundle: {overridden}");
+    assert_eq!(fs::read(bundle.path().join("config.json")).unwrap(), config_before, "config.json was modified");
+    assert_eq!(tree(bundle.path()), tree_before, "files were added to or removed from the bundle");
+    assert!(!bundle.rootfs().join("written").exists());
+    assert!(entries(&conman.containers_dir()).is_empty(), "--rm left a record");
+}
+
+#[test]
+fn bundle_create_start_and_inspect() {
+    let rt = conman_integration::Runtime::new();
+    let conman = Conman::new();
+    let bundle = writable_bundle(&rt, &["sh", "-c", "echo started; exit 3"]);
+
+    let created = conman.ok(&["create", "--bundle", bundle.path_str(), "--name", "bc"]);
+    conman.ok(&["start", "bc"]);
+    let waited = conman.ok(&["wait", "bc"]);
+
+    assert_eq!(created.stdout.trim().len(), 64, "{created}");
+    assert_eq!(waited.stdout.trim(), "3", "{waited}");
+    assert_eq!(conman.ok(&["logs", "bc"]).stdout, "started\n");
+    let details = conman.inspect("bc");
+    let canonical = fs::canonicalize(bundle.path()).unwrap();
+    assert_eq!(details["sourceBundle"], canonical.to_str().unwrap());
+    assert_eq!(details["command"], serde_json::json!(["sh", "-c", "echo started; exit 3"]));
+}
+
+#[test]
+fn bundle_conflicting_flags_rejected() {
+    let rt = conman_integration::Runtime::new();
+    let conman = Conman::new();
+    let bundle = writable_bundle(&rt, &["true"]);
+    let rootfs = bundle.rootfs();
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--rootfs", rootfs.to_str().unwrap()], &["--rootfs"]),
+        (&["-m", "64m", "-v", "/tmp:/mnt"], &["--volume", "--memory"]),
+        (&["--network", "host", "--privileged"], &["--network"]),
+    ];
+
+    for (flags, named) in cases {
+        let mut args = vec!["run", "--rm", "--bundle", bundle.path_str()];
+        args.extend_from_slice(flags);
+        let out = conman.output(&args);
+
+        assert_eq!(out.code, 125, "{flags:?}: {out}");
+        assert!(out.stderr.contains("--bundle cannot be combined with"), "{flags:?}: {out}");
+        for flag in named {
+            assert!(out.stderr.contains(flag), "the message must name {flag}: {out}");
+        }
+        assert!(entries(&conman.containers_dir()).is_empty(), "{flags:?} left a record");
+    }
+}
+
+#[test]
+fn bad_bundles_rejected() {
+    let rt = conman_integration::Runtime::new();
+    let conman = Conman::new();
+    let missing_dir = rt.tempdir("bundle").join("missing");
+    let no_config = rt.tempdir("bundle");
+    let malformed = writable_bundle(&rt, &["true"]);
+    fs::write(malformed.path().join("config.json"), "{ \"ociVersion\": ").unwrap();
+    let mut no_rootfs = writable_bundle(&rt, &["true"]);
+    no_rootfs.edit(|config| config["root"]["path"] = Value::String("no-such-root".into()));
+    let no_rootfs_path = no_rootfs.path().join("no-such-root");
+    let malformed_config = malformed.path().join("config.json");
+    let no_config_file = no_config.join("config.json");
+    let cases = [
+        (missing_dir.as_path(), missing_dir.clone()),
+        (no_config.as_path(), no_config_file),
+        (malformed.path(), malformed_config),
+        (no_rootfs.path(), no_rootfs_path),
+    ];
+
+    for (dir, named) in &cases {
+        for command in ["run", "create"] {
+            let out = conman.output(&[command, "--bundle", dir.to_str().unwrap()]);
+
+            assert_eq!(out.code, 125, "{command} --bundle {}: {out}", dir.display());
+            assert!(out.stderr.contains(named.to_str().unwrap()), "the message must name {}: {out}", named.display());
+            assert!(entries(&conman.containers_dir()).is_empty(), "{command} --bundle {} left a record", dir.display());
+        }
+    }
 }

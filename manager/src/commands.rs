@@ -551,7 +551,9 @@ impl Manager {
             "hostConfig": {
                 "autoRemove": record.auto_remove,
                 "restartPolicy": record.restart.to_string(),
+                "init": record.init,
             },
+            "sourceBundle": record.source_bundle,
             "bundle": info.entry.dir,
             "logPath": info.entry.log_path(),
         }))

@@ -7,6 +7,7 @@
 //! monitor process (see [`monitor`]) that outlives the command that
 //! started it.
 
+pub mod bundle;
 pub mod error;
 pub mod log;
 pub mod monitor;
@@ -34,6 +35,10 @@ pub enum RootfsSource {
     /// A directory: the lower layer of an overlay that takes the
     /// container's writes, or with `--rootfs-rw` the root itself.
     Directory(PathBuf),
+    /// An OCI bundle directory: its `config.json` is the container's
+    /// configuration (see [`bundle`]), and its root the lower layer of an
+    /// overlay, as for a directory.
+    Bundle(PathBuf),
 }
 
 /// Options of `conman create` and `conman run`.
@@ -53,6 +58,10 @@ pub struct RunOptions {
     /// `-t`: give the container a pty, with this initial size (rows,
     /// columns) when the caller's stdin is a terminal.
     pub tty: Option<Option<(u16, u16)>>,
+    /// `--init`: a minimal init stays as pid 1, forwards signals to the
+    /// program and reaps orphans.
+    pub init: bool,
+    /// The command; with a bundle, empty means the bundle's `process.args`.
     pub args: Vec<String>,
     pub settings: spec::Settings,
 }
@@ -83,7 +92,24 @@ impl Manager {
     /// Creates a container: checks the options, records it and writes its
     /// bundle. Nothing runs until [`Manager::start`].
     pub fn create(&self, options: &RunOptions) -> Result<Entry> {
-        if options.args.is_empty() {
+        let source_bundle = match &options.rootfs {
+            RootfsSource::Bundle(dir) => {
+                let conflicts = bundle::conflicting_flags(&options.settings);
+                if !conflicts.is_empty() {
+                    return Err(Error::InvalidArgument(format!(
+                        "--bundle cannot be combined with {}: the bundle's config.json sets the container's mounts, resources, network and security; change them there",
+                        conflicts.join(", ")
+                    )));
+                }
+                Some(bundle::open(dir)?)
+            }
+            _ => None,
+        };
+        let args = match &source_bundle {
+            Some(source) if options.args.is_empty() => bundle::args(source),
+            _ => options.args.clone(),
+        };
+        if args.is_empty() {
             return Err(Error::InvalidArgument("no command given: use `conman run -- CMD [ARGS...]`".into()));
         }
         if options.remove && options.restart != RestartPolicy::No {
@@ -101,12 +127,24 @@ impl Manager {
                 }
                 RootfsSource::Directory(canonical)
             }
+            RootfsSource::Bundle(_) => {
+                RootfsSource::Bundle(source_bundle.as_ref().expect("opened above").rootfs.clone())
+            }
             RootfsSource::Host => RootfsSource::Host,
         };
         options.settings.check()?;
         let rootfs_overlay = match &rootfs_source {
             RootfsSource::Directory(dir) if !options.rootfs_rw => {
                 overlay::check_lower(dir)?;
+                Some(dir.clone())
+            }
+            RootfsSource::Bundle(dir) if !options.rootfs_rw => {
+                let text = dir.to_string_lossy();
+                if text.contains(',') || text.contains(':') {
+                    return Err(Error::InvalidArgument(format!(
+                        "root.path {text} of the bundle contains ',' or ':', so it cannot be an overlay layer; rename the directory"
+                    )));
+                }
                 Some(dir.clone())
             }
             _ => None,
@@ -118,9 +156,15 @@ impl Manager {
             log_max_size: options.log_max_size,
             tty: options.tty.is_some(),
             rootfs_overlay,
+            init: options.init,
+            source_bundle: source_bundle.as_ref().map(|source| source.dir.clone()),
         };
-        let entry = self.store.create(options.name.as_deref(), &options.args, record_options)?;
-        if let Err(err) = self.write_bundle(&entry, &rootfs_source, &options.settings, options.tty) {
+        let entry = self.store.create(options.name.as_deref(), &args, record_options)?;
+        let written = match &source_bundle {
+            Some(source) => self.write_bundle_copy(&entry, source, &options.settings, options.tty),
+            None => self.write_bundle(&entry, &rootfs_source, &options.settings, options.tty),
+        };
+        if let Err(err) = written {
             let _ = self.store.remove(entry.id());
             return Err(err);
         }
@@ -130,30 +174,33 @@ impl Manager {
 
     fn write_bundle(&self, entry: &Entry, source: &RootfsSource, settings: &spec::Settings, tty_size: Option<Option<(u16, u16)>>) -> Result<()> {
         let rootfs = match source {
-            RootfsSource::Directory(_) if entry.record.rootfs_overlay.is_some() => {
+            RootfsSource::Directory(_) | RootfsSource::Bundle(_) if entry.record.rootfs_overlay.is_some() => {
                 overlay::prepare(&entry.dir)?;
                 entry.dir.join(overlay::MERGED_DIR)
             }
-            RootfsSource::Directory(dir) => dir.clone(),
+            RootfsSource::Directory(dir) | RootfsSource::Bundle(dir) => dir.clone(),
             RootfsSource::Host => {
                 let dir = entry.dir.join("rootfs");
                 spec::prepare_host_rootfs(&dir)?;
                 dir
             }
         };
-        let mut config = spec::build(&entry.record, &rootfs, source, settings)?;
-        if let Some(size) = tty_size {
-            config["process"]["terminal"] = serde_json::json!(true);
-            if let Some((rows, columns)) = size {
-                config["process"]["consoleSize"] = serde_json::json!({ "height": rows, "width": columns });
-            }
-        }
-        runtime::state::write_atomic(
-            &entry.dir.join("config.json"),
-            serde_json::to_string_pretty(&config).expect("config serialises").as_bytes(),
-            0o600,
-        )?;
-        Ok(())
+        let config = spec::build(&entry.record, &rootfs, source, settings)?;
+        write_config(entry, config, tty_size)
+    }
+
+    /// Writes the container's configuration made from `source`'s, with the
+    /// overlay on the bundle's root as its root (the bundle's root itself
+    /// with `rootfs_rw`).
+    fn write_bundle_copy(&self, entry: &Entry, source: &bundle::SourceBundle, settings: &spec::Settings, tty_size: Option<Option<(u16, u16)>>) -> Result<()> {
+        let rootfs = if entry.record.rootfs_overlay.is_some() {
+            overlay::prepare(&entry.dir)?;
+            entry.dir.join(overlay::MERGED_DIR)
+        } else {
+            source.rootfs.clone()
+        };
+        let config = bundle::build(source, &rootfs, &entry.record.command, settings)?;
+        write_config(entry, config, tty_size)
     }
 
     /// Creates a container and starts it in the background; returns its id.
@@ -239,4 +286,21 @@ impl Manager {
     pub fn resolve(&self, query: &str) -> Result<Entry> {
         self.store.resolve(query)
     }
+}
+
+/// Sets the terminal of `config` from `-t` and writes it as the
+/// container's `config.json`.
+fn write_config(entry: &Entry, mut config: serde_json::Value, tty_size: Option<Option<(u16, u16)>>) -> Result<()> {
+    if let Some(size) = tty_size {
+        config["process"]["terminal"] = serde_json::json!(true);
+        if let Some((rows, columns)) = size {
+            config["process"]["consoleSize"] = serde_json::json!({ "height": rows, "width": columns });
+        }
+    }
+    runtime::state::write_atomic(
+        &entry.dir.join("config.json"),
+        serde_json::to_string_pretty(&config).expect("config serialises").as_bytes(),
+        0o600,
+    )?;
+    Ok(())
 }

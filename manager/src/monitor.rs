@@ -379,6 +379,7 @@ impl<'a> Monitor<'a> {
         let options = runtime::CreateOptions {
             bundle: self.entry.dir.clone(),
             console_socket: console.as_ref().map(|c| c.path.clone()),
+            reaper_init: self.entry.record.init,
             ..runtime::CreateOptions::default()
         };
         let overlay = self.entry.record.rootfs_overlay.as_deref();

@@ -118,6 +118,13 @@ pub struct ContainerRecord {
     /// overlay that is the container's root.
     #[serde(default)]
     pub rootfs_overlay: Option<PathBuf>,
+    /// `--init`: the container's init stays as pid 1, reaping orphans and
+    /// forwarding signals to the program.
+    #[serde(default)]
+    pub init: bool,
+    /// `--bundle DIR`: the OCI bundle that the configuration came from.
+    #[serde(default)]
+    pub source_bundle: Option<PathBuf>,
 }
 
 /// The settings of a new container's record besides its name and command.
@@ -129,6 +136,8 @@ pub struct RecordOptions {
     pub log_max_size: Option<u64>,
     pub tty: bool,
     pub rootfs_overlay: Option<PathBuf>,
+    pub init: bool,
+    pub source_bundle: Option<PathBuf>,
 }
 
 /// The monitor's record of itself and of the run in progress.
@@ -334,6 +343,8 @@ impl Store {
             log_max_size: options.log_max_size,
             tty: options.tty,
             rootfs_overlay: options.rootfs_overlay,
+            init: options.init,
+            source_bundle: options.source_bundle,
         };
         if let Err(err) = save_json(&dir.join(RECORD_FILE), &record) {
             let _ = fs::remove_dir_all(&dir);

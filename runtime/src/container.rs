@@ -35,6 +35,12 @@ pub struct CreateOptions {
     /// `linux.cgroupsPath` has runc's `SLICE:PREFIX:NAME` form
     /// (`--systemd-cgroup`); see [`cgroups::systemd`].
     pub systemd_cgroup: bool,
+    /// Keep the container's init as pid 1, running a minimal init that
+    /// forks the program, forwards signals to it, reaps orphans and exits
+    /// with the program's status (see [`crate::reaper`]). runc has no such
+    /// option, and `conman-runtime`'s command line does not offer it:
+    /// `conman run --init` sets it.
+    pub reaper_init: bool,
 }
 
 /// The runtime: a state root and the operations on containers in it.
@@ -61,10 +67,12 @@ enum Console {
 }
 
 /// Re-executes the runtime from a protected view of its binary when the
-/// container of the bundle needs one. A config that cannot be read counts as
+/// container in `options` needs one. A config that cannot be read counts as
 /// needing it; `create` then reports the error from the protected process.
-fn protect_binary_for(bundle: &Path) -> Result<()> {
-    let needed = spec::load(&bundle.join("config.json")).map_or(true, |spec| crate::sealed_exe::init_needs_protection(&spec));
+/// A reaper init never calls execve, so it always needs one.
+fn protect_binary_for(options: &CreateOptions) -> Result<()> {
+    let needed = options.reaper_init
+        || spec::load(&options.bundle.join("config.json")).map_or(true, |spec| crate::sealed_exe::init_needs_protection(&spec));
     if needed {
         crate::sealed_exe::ensure()?;
     }
@@ -86,7 +94,7 @@ impl Runtime {
     /// spec does not need one ([`crate::sealed_exe`]): a program that embeds
     /// the runtime calls `sealed_exe::ensure` at the start of `main`.
     pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
-        protect_binary_for(&options.bundle)?;
+        protect_binary_for(options)?;
         let console = match &options.console_socket {
             Some(path) => Console::Socket(path.clone()),
             None => Console::None,
@@ -216,6 +224,7 @@ impl Runtime {
                     preserve_fds: options.preserve_fds.max(listen_fds.unwrap_or(0)),
                     listen_fds,
                     seccomp: seccomp.as_ref(),
+                    reaper_init: options.reaper_init,
                 });
             }
             cleanup.child = Some(pid);
@@ -517,7 +526,7 @@ impl Runtime {
     /// (128+N for a death by signal N). With `detach`, returns 0 once the
     /// container runs.
     pub fn run(&self, id: &str, options: &CreateOptions, detach: bool) -> Result<i32> {
-        protect_binary_for(&options.bundle)?;
+        protect_binary_for(options)?;
         let spec = spec::load(&options.bundle.join("config.json"))?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console = match (&options.console_socket, terminal) {

@@ -52,6 +52,9 @@ pub struct InitArgs<'a> {
     pub listen_fds: Option<u32>,
     /// The compiled `linux.seccomp` filter.
     pub seccomp: Option<&'a crate::seccomp::Filter>,
+    /// Fork the program after `start` and stay as its reaper
+    /// ([`crate::reaper`]).
+    pub reaper_init: bool,
 }
 
 /// Runs the init and never returns: the process either becomes the
@@ -193,6 +196,8 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         Some(count) => {
             // The program gets the sockets as systemd would pass them: at
             // fd 3 onwards, for its own pid in its pid namespace.
+            // NOTE: with `reaper_init` the program is a child of this
+            // process, so LISTEN_PID names the init and not the program.
             let mut copy = process.clone();
             let mut env = copy.env().clone().unwrap_or_default();
             env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
@@ -228,6 +233,9 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         }
     }
 
+    if args.reaper_init {
+        crate::reaper::fork_program(exec, terminal)
+    }
     exec.exec()
 }
 

@@ -20,6 +20,7 @@ pub mod namespaces;
 pub mod notify_socket;
 pub mod process;
 pub mod procfs;
+pub mod reaper;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;

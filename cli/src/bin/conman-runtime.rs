@@ -91,6 +91,8 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
+            // runc has no --init: the container's program is its pid 1.
+            reaper_init: false,
         }
     }
 }

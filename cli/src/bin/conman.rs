@@ -72,8 +72,8 @@ struct SettingsArgs {
     cap_drop: Vec<String>,
     /// Network: `none` (a network namespace with only loopback, the
     /// default) or `host`.
-    #[arg(long, default_value = "none")]
-    network: String,
+    #[arg(long)]
+    network: Option<String>,
     /// Security options; supported: `seccomp=FILE` and `seccomp=unconfined`
     /// (default: podman's profile from /usr/share/containers/seccomp.json).
     #[arg(long = "security-opt")]
@@ -104,7 +104,7 @@ impl SettingsArgs {
             .memory
             .map(|m| conman_cli::units::parse_bytes(&m).map_err(|message| invalid(format!("--memory: {message}"))))
             .transpose()?;
-        let host_network = match self.network.as_str() {
+        let host_network = match self.network.as_deref().unwrap_or("none") {
             "none" => false,
             "host" => true,
             other => return Err(invalid(format!("--network \"{other}\" is not supported: use none or host"))),
@@ -171,9 +171,15 @@ struct CreateArgs {
     /// Program to run; the command's arguments follow it.
     #[arg(long, allow_hyphen_values = true)]
     entrypoint: Option<String>,
-    /// Not implemented yet: rejected with an error.
+    /// Run a minimal init as the container's pid 1: it forwards signals to
+    /// the command and reaps orphaned processes.
     #[arg(long)]
     init: bool,
+    /// Create the container from this OCI bundle (config.json and its root
+    /// filesystem), which is not modified; the command, -e, --env-file,
+    /// -w, -u and --hostname override the bundle's values.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
     /// Keep the container's stdin open and feed it this command's stdin.
     #[arg(short = 'i', long)]
     interactive: bool,
@@ -191,24 +197,45 @@ struct CreateArgs {
 impl CreateArgs {
     fn into_options(self) -> manager::Result<RunOptions> {
         let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
-        if self.init {
-            return Err(invalid("--init is not implemented yet: run without it"));
+        if self.bundle.is_some() {
+            // Flags that only make sense without a bundle. The manager
+            // checks the flags of the container's settings.
+            let rejected: Vec<&str> = [
+                (self.rootfs.is_some(), "--rootfs"),
+                (self.rootfs_rw, "--rootfs-rw"),
+                (self.settings.network.is_some(), "--network"),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect();
+            if !rejected.is_empty() {
+                return Err(invalid(&format!(
+                    "--bundle cannot be combined with {}: the bundle's config.json sets the container's root filesystem and network",
+                    rejected.join(", ")
+                )));
+            }
         }
         let mut args = Vec::new();
         args.extend(self.entrypoint.filter(|e| !e.is_empty()));
         args.extend(self.command);
-        if args.is_empty() {
+        if args.is_empty() && self.bundle.is_none() {
             return Err(invalid("no command given: use `conman run [FLAGS] -- CMD [ARGS...]`"));
         }
+        let rootfs = match (self.bundle, self.rootfs) {
+            (Some(bundle), _) => RootfsSource::Bundle(bundle),
+            (None, Some(dir)) => RootfsSource::Directory(dir),
+            (None, None) => RootfsSource::Host,
+        };
         Ok(RunOptions {
             name: self.name,
-            rootfs: self.rootfs.map_or(RootfsSource::Host, RootfsSource::Directory),
+            rootfs,
             rootfs_rw: self.rootfs_rw,
             remove: self.rm,
             restart: RestartPolicy::parse(&self.restart)?,
             interactive: self.interactive,
             log_max_size: self.log_max_size.map(|size| parse_log_size(&size)).transpose()?,
             tty: self.tty.then(manager::terminal_size),
+            init: self.init,
             args,
             settings: self.settings.into_settings()?,
         })
