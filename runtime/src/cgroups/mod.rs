@@ -61,19 +61,35 @@ pub fn hierarchies() -> Result<Vec<Hierarchy>> {
 
 fn read_hierarchies() -> Result<Vec<Hierarchy>> {
     let text = fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo")?;
+    Ok(parse_hierarchies(&text))
+}
+
+/// Lists the cgroup hierarchies of a mountinfo text. A mount that a later
+/// mount covers (at its own mount point or at a parent directory) is left
+/// out: mountinfo still lists it, but its path now leads to the later mount.
+fn parse_hierarchies(text: &str) -> Vec<Hierarchy> {
+    let mounts: Vec<(PathBuf, &str, &str)> = text
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut right_fields = right.split(' ');
+            let fstype = right_fields.next().unwrap_or("");
+            let super_options = right_fields.nth(1).unwrap_or("");
+            let mount_point = PathBuf::from(unescape_mountinfo(left.split(' ').nth(4)?));
+            Some((mount_point, fstype, super_options))
+        })
+        .collect();
     let mut found: Vec<Hierarchy> = Vec::new();
-    for line in text.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
+    for (index, (mount_point, fstype, super_options)) in mounts.iter().enumerate() {
+        if !matches!(*fstype, "cgroup" | "cgroup2") {
             continue;
-        };
-        let mut right_fields = right.split(' ');
-        let fstype = right_fields.next().unwrap_or("");
-        let super_options = right_fields.nth(1).unwrap_or("");
-        let mount_point = match left.split(' ').nth(4) {
-            Some(p) => PathBuf::from(unescape_mountinfo(p)),
-            None => continue,
-        };
-        let hierarchy = match fstype {
+        }
+        let covered = mounts[index + 1..].iter().any(|(later, _, _)| mount_point.starts_with(later));
+        if covered {
+            continue;
+        }
+        let mount_point = mount_point.clone();
+        let hierarchy = match *fstype {
             "cgroup2" => Hierarchy {
                 mount_point,
                 controllers: Vec::new(),
@@ -105,7 +121,7 @@ fn read_hierarchies() -> Result<Vec<Hierarchy>> {
             found.push(hierarchy);
         }
     }
-    Ok(found)
+    found
 }
 
 /// Decodes the octal escapes (`\040` for a space) of mountinfo fields.
@@ -578,6 +594,30 @@ pub fn remove_paths(paths: &[PathBuf]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn covered_hierarchies_skipped() {
+        let text = "\
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+32 30 0:28 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+40 25 0:40 / /sys/fs/cgroup rw - tmpfs view rw,mode=755
+41 40 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu
+42 40 0:29 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+";
+        let found = super::parse_hierarchies(text);
+
+        let names: Vec<(String, bool)> = found
+            .iter()
+            .map(|h| (h.mount_point.display().to_string(), h.unified))
+            .collect();
+        assert_eq!(
+            names,
+            [("/sys/fs/cgroup/cpu".to_owned(), false), ("/sys/fs/cgroup/pids".to_owned(), false)],
+            "only the mounts on top are used; the v2 mount under the new tmpfs is hidden"
+        );
+    }
+
     use super::*;
 
     #[test]
