@@ -66,6 +66,42 @@ fn read_only_bind() {
     assert!(!host.join("new.txt").exists(), "the write reached the host");
 }
 
+/// Filesystem options such as `mode=` and `size=` mean nothing to a bind
+/// mount: they are ignored with a warning, and the flag options next to them
+/// still apply.
+#[test]
+fn bind_ignores_filesystem_options() {
+    let rt = Runtime::new();
+    let host = host_dir_with_file(&rt);
+    let mut bundle = Bundle::with_args(
+        &rt,
+        &["sh", "-c", "cat /data/hello.txt; grep ' /data ' /proc/self/mountinfo; echo new > /data/new.txt"],
+    );
+    bundle.add_mount(json!({
+        "destination": "/data", "type": "bind", "source": host,
+        "options": ["bind", "nosuid", "ro", "mode=755", "size=1k"]
+    }));
+    let log = rt.tempdir("log").join("runtime.log");
+    let id = rt.id("bind-fs-options");
+
+    let out = rt.output(&["--log", log.to_str().unwrap(), "run", "--bundle", bundle.path_str(), &id]);
+
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("from the host"), "{out}");
+    let mount_options = lines.next().unwrap_or_default().split(' ').nth(5).unwrap_or_default().to_owned();
+    assert!(mount_options.split(',').any(|o| o == "ro"), "/data is not read-only: {out}");
+    assert!(mount_options.split(',').any(|o| o == "nosuid"), "/data is not nosuid: {out}");
+    assert_ne!(out.code, 0, "the write succeeded: {out}");
+    assert!(!host.join("new.txt").exists(), "the write reached the host");
+    let text = fs::read_to_string(&log).unwrap_or_else(|err| panic!("read {}: {err}", log.display()));
+    for option in ["mode=755", "size=1k"] {
+        assert!(
+            text.lines().any(|line| line.contains("level=warning") && line.contains(&format!("option={option}"))),
+            "no warning names {option}: {text}"
+        );
+    }
+}
+
 /// Creates a host directory with a tmpfs mounted on its `sub` directory, and
 /// one file in each.
 fn host_dir_with_submount(rt: &Runtime) -> PathBuf {

@@ -172,6 +172,9 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&O
     let options = parse_options(entry)?;
     let typ = entry.typ().as_deref().unwrap_or("none");
     let destination = entry.destination();
+    for option in &options.ignored_data {
+        tracing::warn!(destination = %destination.display(), option = %option, "ignoring filesystem option on a bind mount");
+    }
 
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, entry, &options);
