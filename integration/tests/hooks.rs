@@ -138,6 +138,39 @@ fn failing_poststart_keeps_outcome() {
     assert!(!rt.container_dir(&id).exists(), "state left: {out}");
 }
 
+/// A failed poststart or poststop hook is only a warning: the hooks after
+/// it still run, in order, as the runtime spec requires.
+#[test]
+fn failed_hook_runs_later_hooks() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["true"]);
+    let marks = rt.tempdir("hook-marks");
+    let mark = |name: &str| {
+        json!({ "path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {}/marks", marks.display())] })
+    };
+    bundle.edit(|config| {
+        config["hooks"] = json!({
+            "poststart": [{ "path": "/bin/false" }, mark("poststart-after-failure")],
+            "poststop": [{ "path": "/bin/false" }, mark("poststop-after-failure")],
+        })
+    });
+    let log = rt.tempdir("log").join("runtime.log");
+    let id = rt.id("hook-fails-next-runs");
+
+    let out = rt.output(&["--log", log.to_str().unwrap(), "run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let marks_text = fs::read_to_string(marks.join("marks")).unwrap_or_default();
+    assert_eq!(marks_text, "poststart-after-failure\npoststop-after-failure\n", "{out}");
+    let log_text = fs::read_to_string(&log).unwrap_or_else(|err| panic!("read {}: {err}", log.display()));
+    for kind in ["poststart", "poststop"] {
+        assert!(
+            log_text.lines().any(|line| line.contains("level=warning") && line.contains(&format!("{kind} hook #0"))),
+            "no warning for the failed {kind} hook: {log_text}"
+        );
+    }
+}
+
 #[test]
 fn hook_timeout_enforced() {
     let rt = Runtime::new();

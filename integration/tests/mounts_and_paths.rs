@@ -66,6 +66,42 @@ fn read_only_bind() {
     assert!(!host.join("new.txt").exists(), "the write reached the host");
 }
 
+/// Filesystem options such as `mode=` and `size=` mean nothing to a bind
+/// mount: they are ignored with a warning, and the flag options next to them
+/// still apply.
+#[test]
+fn bind_ignores_filesystem_options() {
+    let rt = Runtime::new();
+    let host = host_dir_with_file(&rt);
+    let mut bundle = Bundle::with_args(
+        &rt,
+        &["sh", "-c", "cat /data/hello.txt; grep ' /data ' /proc/self/mountinfo; echo new > /data/new.txt"],
+    );
+    bundle.add_mount(json!({
+        "destination": "/data", "type": "bind", "source": host,
+        "options": ["bind", "nosuid", "ro", "mode=755", "size=1k"]
+    }));
+    let log = rt.tempdir("log").join("runtime.log");
+    let id = rt.id("bind-fs-options");
+
+    let out = rt.output(&["--log", log.to_str().unwrap(), "run", "--bundle", bundle.path_str(), &id]);
+
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("from the host"), "{out}");
+    let mount_options = lines.next().unwrap_or_default().split(' ').nth(5).unwrap_or_default().to_owned();
+    assert!(mount_options.split(',').any(|o| o == "ro"), "/data is not read-only: {out}");
+    assert!(mount_options.split(',').any(|o| o == "nosuid"), "/data is not nosuid: {out}");
+    assert_ne!(out.code, 0, "the write succeeded: {out}");
+    assert!(!host.join("new.txt").exists(), "the write reached the host");
+    let text = fs::read_to_string(&log).unwrap_or_else(|err| panic!("read {}: {err}", log.display()));
+    for option in ["mode=755", "size=1k"] {
+        assert!(
+            text.lines().any(|line| line.contains("level=warning") && line.contains(&format!("option={option}"))),
+            "no warning names {option}: {text}"
+        );
+    }
+}
+
 /// Creates a host directory with a tmpfs mounted on its `sub` directory, and
 /// one file in each.
 fn host_dir_with_submount(rt: &Runtime) -> PathBuf {
@@ -231,4 +267,84 @@ fn device_via_symlinks() {
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines.iter().any(|l| l.starts_with('c') && l.contains("1,   3")), "{out}");
     assert!(lines.iter().any(|l| l.starts_with('c') && l.contains("1,   5")), "{out}");
+}
+
+/// Runs `script` with `sh` in a private mount namespace of its own, with the
+/// runtime binary, the state directory, the bundle and `id` as $0 to $3. A
+/// container without a mount namespace makes its mounts in the runtime's
+/// namespace, so the private one keeps them off the host.
+fn in_private_mount_namespace(rt: &Runtime, bundle: &Bundle, id: &str, script: &str) -> Output {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .arg(rt.binary())
+        .arg(rt.root())
+        .arg(bundle.path())
+        .arg(id);
+    rt.output_of(command)
+}
+
+/// Removes the mount namespace from the bundle's config.
+fn drop_mount_namespace(bundle: &mut Bundle) {
+    bundle.edit(|config| {
+        let namespaces = config["linux"]["namespaces"].as_array_mut().expect("linux.namespaces");
+        namespaces.retain(|ns| ns["type"] != "mount");
+    });
+}
+
+/// Without a mount namespace of its own, the container shares the
+/// runtime's and is chrooted into its rootfs, as runc does: it sees the
+/// rootfs, its /proc, and a read-only root when `root.readonly` says so.
+#[test]
+fn no_mount_namespace_chroots_into_rootfs() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(
+        &rt,
+        &["sh", "-c", "readlink /proc/self/ns/mnt; cat /marker; ls /proc/1/ns >/dev/null && echo proc; touch /new"],
+    );
+    drop_mount_namespace(&mut bundle);
+    bundle.edit(|config| config["root"]["readonly"] = json!(true));
+    fs::write(bundle.rootfs().join("marker"), "in the rootfs\n").unwrap();
+    let id = rt.id("no-mntns");
+
+    let out = in_private_mount_namespace(
+        &rt,
+        &bundle,
+        &id,
+        r#"readlink /proc/self/ns/mnt; "$0" --root "$1" run --bundle "$2" "$3""#,
+    );
+
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[0], lines[1], "the container has a mount namespace of its own: {out}");
+    assert_eq!(lines[2], "in the rootfs", "{out}");
+    assert_eq!(lines[3], "proc", "{out}");
+    assert_ne!(out.code, 0, "touch /new succeeded on a read-only root: {out}");
+    assert!(out.stderr.contains("Read-only file system"), "{out}");
+    assert!(!bundle.rootfs().join("new").exists(), "the write reached the rootfs");
+    assert!(host_mounts_mentioning(bundle.path_str()).is_empty(), "mounts leaked to the host");
+}
+
+/// `exec` in a container that shares the runtime's mount namespace runs in
+/// the container's rootfs too, not in the host's root.
+#[test]
+fn no_mount_namespace_exec_in_rootfs() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "60"]);
+    drop_mount_namespace(&mut bundle);
+    fs::write(bundle.rootfs().join("marker"), "in the rootfs\n").unwrap();
+    let id = rt.id("no-mntns-exec");
+
+    let out = in_private_mount_namespace(
+        &rt,
+        &bundle,
+        &id,
+        r#""$0" --root "$1" create --bundle "$2" "$3" && "$0" --root "$1" start "$3" &&
+           "$0" --root "$1" exec "$3" cat /marker; status=$?
+           "$0" --root "$1" delete --force "$3"; exit $status"#,
+    );
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout, "in the rootfs\n", "{out}");
+    assert!(host_mounts_mentioning(bundle.path_str()).is_empty(), "mounts leaked to the host");
 }

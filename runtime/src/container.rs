@@ -120,11 +120,6 @@ impl Runtime {
         // nothing behind.
         crate::lsm::check_host(process, linux.mount_label().as_deref())?;
         let mut plan = namespaces::plan(linux)?;
-        if !plan.has_mount {
-            return Err(Error::InvalidConfig(
-                "\"linux.namespaces\" has no mount namespace; this runtime needs one to set up the rootfs".into(),
-            ));
-        }
         if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !plan.has_uts {
             return Err(Error::InvalidConfig(
                 "\"hostname\" is set, but the container has no UTS namespace of its own".into(),

@@ -11,7 +11,7 @@
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -153,6 +153,21 @@ impl Runtime {
         }
         let in_user_ns = joins.iter().any(|(name, _, _)| *name == "user");
         crate::sealed_exe::check_exec_exposure(id, record.pid, record.unprotected_init_exe, process, in_user_ns)?;
+        // A container without a mount namespace of its own shares the one
+        // the runtime ran in, whose root is the host's, so a setns does not
+        // switch the root: the process chroots into the init's root, as the
+        // init did.
+        let shares_mount_namespace = !spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|list| list.iter().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Mount));
+        let container_root = if !shares_mount_namespace {
+            None
+        } else {
+            let path = format!("/proc/{}/root", record.pid);
+            Some(sys::openat(libc::AT_FDCWD, Path::new(&path), libc::O_PATH | libc::O_DIRECTORY, 0).context(|| format!("open {path}"))?)
+        };
 
         let (console, pty_receiver) = match (&options.console_socket, terminal) {
             (Some(path), _) => (Some(terminal::connect(path)?), None),
@@ -186,6 +201,7 @@ impl Runtime {
             child(
                 child_sync,
                 &joins,
+                container_root.as_ref(),
                 in_user_ns,
                 process,
                 console,
@@ -268,6 +284,7 @@ fn wait_exec_ready(sync: &OwnedFd, mut on_listener: impl FnMut(OwnedFd) -> Resul
 fn child(
     sync: OwnedFd,
     joins: &[(&str, libc::c_int, OwnedFd)],
+    container_root: Option<&OwnedFd>,
     in_user_ns: bool,
     process: &Process,
     console: Option<OwnedFd>,
@@ -302,6 +319,10 @@ fn child(
             if unsafe { libc::setresgid(0, 0, 0) } < 0 || unsafe { libc::setresuid(0, 0, 0) } < 0 {
                 return Err(Error::last_os("become root in the user namespace"));
             }
+        }
+        if let Some(root) = container_root {
+            nix::unistd::fchdir(root.as_raw_fd()).context(|| "chdir to the container's root".to_owned())?;
+            nix::unistd::chroot(".").context(|| "chroot into the container's root".to_owned())?;
         }
         nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
         if let Some(console) = &console {

@@ -88,11 +88,21 @@ pub fn run_all(spec: &Spec, kind: Kind, state: &OciState) -> Result<()> {
     Ok(())
 }
 
-/// Runs the hooks of `kind`, logging a failure instead of returning it: for
-/// poststart and poststop, whose failure must not change the outcome.
+/// Runs every hook of `kind` in order, logging each failure instead of
+/// returning it: for poststart and poststop, where the runtime spec says
+/// that a failed hook is a warning and the remaining hooks still run.
 pub fn run_all_logged(spec: &Spec, kind: Kind, state: &OciState) {
-    if let Err(err) = run_all(spec, kind, state) {
-        tracing::warn!(id = %state.id, error = %err, "hook failed");
+    let state_json = serde_json::to_vec(state).expect("state serialises");
+    for (index, hook) in of(spec, kind).iter().enumerate() {
+        if let Err(message) = run_one(hook, &state_json) {
+            tracing::warn!(
+                id = %state.id,
+                error = %message,
+                "{} hook #{index} ({}) failed",
+                kind.name(),
+                hook.path().display()
+            );
+        }
     }
 }
 

@@ -132,6 +132,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         cgroup_path: args.cgroup_path,
         terminal,
         idmap_namespaces: &args.namespaces.idmap_mounts,
+        shared_mount_namespace: !args.namespaces.has_mount,
     };
     let root = rootfs::prepare_root(&ctx)?;
     rootfs::mount_all(&ctx, root.as_raw_fd())?;
@@ -171,7 +172,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
     }
     hooks::run_all(args.spec, hooks::Kind::CreateContainer, &hook_state(crate::state::Status::Creating))?;
 
-    rootfs::enter_root(args.spec, &root, args.rootfs, args.no_pivot)?;
+    rootfs::enter_root(args.spec, &root, args.rootfs, args.no_pivot, !args.namespaces.has_mount)?;
     drop(root);
 
     if terminal {

@@ -15,6 +15,9 @@ pub struct MountOptions {
     pub cleared: libc::c_ulong,
     pub propagation: Vec<libc::c_ulong>,
     pub data: Vec<String>,
+    /// Filesystem data options of a bind mount, which mount(2) ignores for
+    /// MS_BIND; kept to be logged as ignored.
+    pub ignored_data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
     /// Attributes set and cleared on the mount and every mount below it
@@ -88,7 +91,8 @@ impl MountOptions {
 
 /// Parses the `options` of a mount entry. Options that mount(2) has flags for
 /// become flags; other options are handed to the filesystem as data, except
-/// on bind mounts, where the kernel would ignore them, so they are rejected.
+/// on bind mounts, which have no filesystem to take them: there they go to
+/// `ignored_data`, as runc and the kernel ignore them too.
 pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
     let mut parsed = MountOptions::default();
     let bind_type = mount.typ().as_deref() == Some("bind");
@@ -204,12 +208,8 @@ pub fn parse_options(mount: &Mount) -> Result<MountOptions> {
             mount.destination().display()
         )));
     }
-    if parsed.bind && !parsed.data.is_empty() {
-        return Err(Error::InvalidConfig(format!(
-            "unknown mount option \"{}\" on bind mount \"{}\"",
-            parsed.data[0],
-            mount.destination().display()
-        )));
+    if parsed.bind {
+        parsed.ignored_data = std::mem::take(&mut parsed.data);
     }
     Ok(parsed)
 }
@@ -299,8 +299,11 @@ mod tests {
     }
 
     #[test]
-    fn bind_rejects_unknown_option() {
-        let err = parse_options(&mount("bind", &["bind", "size=1k"])).unwrap_err();
-        assert!(err.to_string().contains("size=1k"), "{err}");
+    fn bind_ignores_filesystem_data() {
+        let parsed = parse_options(&mount("bind", &["rbind", "nosuid", "mode=755", "size=1k"])).unwrap();
+        assert!(parsed.bind);
+        assert_eq!(parsed.flags & libc::MS_NOSUID, libc::MS_NOSUID);
+        assert!(parsed.data.is_empty(), "{:?}", parsed.data);
+        assert_eq!(parsed.ignored_data, ["mode=755", "size=1k"]);
     }
 }

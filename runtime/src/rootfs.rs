@@ -33,6 +33,9 @@ pub struct RootfsContext<'a> {
     pub terminal: bool,
     /// The user namespaces of id-mapped mounts, by index in `mounts`.
     pub idmap_namespaces: &'a [Option<OwnedFd>],
+    /// The container has no mount namespace of its own: its mounts are made
+    /// in the runtime's mount namespace, under the rootfs.
+    pub shared_mount_namespace: bool,
 }
 
 /// Returns `path` without its leading `/`, for lookups relative to the root.
@@ -139,7 +142,20 @@ pub fn create_file_in_root(root: RawFd, path: &Path, mode: u32) -> Result<OwnedF
 
 /// Applies `rootfsPropagation` to the whole mount tree and makes the rootfs a
 /// mount point of its own, as pivot_root requires.
+///
+/// In a shared mount namespace the tree is the host's, so its propagation is
+/// left alone, and the rootfs becomes a mount point only when `root.readonly`
+/// needs one to remount.
 pub fn prepare_root(ctx: &RootfsContext) -> Result<OwnedFd> {
+    if ctx.shared_mount_namespace {
+        if ctx.spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+            let rootfs = cstring(ctx.rootfs)?;
+            mount(Some(&rootfs), &ctx.rootfs.to_string_lossy(), None, libc::MS_BIND | libc::MS_REC, None)
+                .context(|| format!("bind mount rootfs {}", ctx.rootfs.display()))?;
+        }
+        return openat(libc::AT_FDCWD, ctx.rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .context(|| format!("open rootfs {}", ctx.rootfs.display()));
+    }
     let propagation = rootfs_propagation(
         ctx.spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()),
     )?;
@@ -172,6 +188,9 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&O
     let options = parse_options(entry)?;
     let typ = entry.typ().as_deref().unwrap_or("none");
     let destination = entry.destination();
+    for option in &options.ignored_data {
+        tracing::warn!(destination = %destination.display(), option = %option, "ignoring filesystem option on a bind mount");
+    }
 
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, entry, &options);
@@ -633,8 +652,19 @@ fn make_symlink(root: RawFd, link: &Path, target: &str) -> Result<()> {
 
 /// Makes the rootfs the root of the mount namespace. With `no_pivot`, the
 /// rootfs is moved over `/` and chrooted into instead, for hosts whose root
-/// is a ramfs on which pivot_root fails.
-pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool) -> Result<()> {
+/// is a ramfs on which pivot_root fails. With `shared_mount_namespace`, the
+/// namespace is the host's, so the init only chroots into the rootfs, as
+/// runc does.
+pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool, shared_mount_namespace: bool) -> Result<()> {
+    if shared_mount_namespace {
+        // NOTE: a chroot is not a mount namespace. A process in the
+        // container with CAP_SYS_CHROOT can leave it, and the mounts under
+        // the rootfs stay in the host's namespace after the container ends.
+        nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
+        nix::unistd::chroot(".").context(|| "chroot into rootfs".to_owned())?;
+        nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
+        return Ok(());
+    }
     if no_pivot {
         let path = cstring(rootfs)?;
         nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
