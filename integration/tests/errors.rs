@@ -65,6 +65,21 @@ fn wrong_field_type() {
 }
 
 #[test]
+fn unknown_field() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::new(&rt);
+    bundle.edit(|config| config["process"]["bogusField"] = 1.into());
+    let id = rt.id("unknown-field");
+
+    let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+    assert_one_line_failure(&out);
+    assert!(out.stderr.contains("bogusField"), "{out}");
+    assert!(out.stderr.contains("process.bogusField"), "message lacks the field's path: {out}");
+    assert_no_leftovers(&rt, &id);
+}
+
+#[test]
 fn missing_rootfs() {
     let rt = Runtime::new();
     let bundle = Bundle::new(&rt);

@@ -24,35 +24,6 @@ fn domainname_applied() {
     assert_eq!(out.stdout.trim(), "example.test");
 }
 
-/// The runtime spec says that runtimes MUST ignore unknown properties: the
-/// container runs, and the log names each ignored field with its path.
-#[test]
-fn unknown_fields_ignored() {
-    let rt = Runtime::new();
-    let mut bundle = Bundle::with_args(&rt, &["cat", "/proc/sys/kernel/hostname"]);
-    bundle.edit(|config| {
-        config["hostname"] = json!("known-field");
-        config["futureTopLevel"] = json!({ "nested": [1, 2] });
-        config["process"]["futureProcessField"] = json!(true);
-        config["linux"]["futureLinuxField"] = json!("x");
-    });
-    let log = rt.tempdir("log").join("runtime.log");
-
-    let id = rt.id("unknown-fields");
-
-    let out = rt.output(&["--log", log.to_str().unwrap(), "run", "--bundle", bundle.path_str(), &id]);
-
-    assert_eq!(out.code, 0, "{out}");
-    assert_eq!(out.stdout.trim(), "known-field", "{out}");
-    let text = std::fs::read_to_string(&log).unwrap_or_else(|err| panic!("read {}: {err}", log.display()));
-    for field in ["futureTopLevel", "process.futureProcessField", "linux.futureLinuxField"] {
-        let warning = text
-            .lines()
-            .find(|line| line.contains("level=warning") && line.contains(&format!("field={field}")));
-        assert!(warning.is_some(), "no warning names {field}: {text}");
-    }
-}
-
 #[test]
 fn annotations_in_state() {
     let rt = Runtime::new();

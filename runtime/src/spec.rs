@@ -1,11 +1,10 @@
 //! Loading, checking and generating `config.json`.
 //!
-//! A field of the wrong type is reported with its JSON path, line and
-//! column. A field that the OCI types do not know is ignored, as the runtime
-//! spec requires ("Runtimes ... MUST ignore unknown properties"), and logged
-//! as a warning with its path. After parsing, [`check_supported`] rejects
-//! every known field this runtime does not apply yet, naming the field, so
-//! that no known part of a configuration is accepted and then ignored.
+//! Parsing is strict: a field of the wrong type is reported with its JSON
+//! path, line and column, and a field that the OCI types do not know is an
+//! error rather than silently dropped. After parsing, [`check_supported`]
+//! rejects every field this runtime does not apply yet, naming the field, so
+//! that no part of a configuration is accepted and then ignored.
 
 use std::fs;
 use std::io;
@@ -34,18 +33,8 @@ pub fn load(path: &Path) -> Result<Spec> {
 }
 
 /// Parses configuration text, returning a message with the JSON path, line and
-/// column of the first problem. Unknown fields are logged and ignored.
+/// column of the first problem.
 pub fn parse(text: &str) -> std::result::Result<Spec, String> {
-    let (spec, unknown) = parse_with_unknown_fields(text)?;
-    for field in unknown {
-        tracing::warn!(field = %field, "ignoring unknown field in config.json");
-    }
-    Ok(spec)
-}
-
-/// Parses configuration text like [`parse`], and also returns the JSON path
-/// of every field that the OCI types do not know, in document order.
-fn parse_with_unknown_fields(text: &str) -> std::result::Result<(Spec, Vec<String>), String> {
     let mut unknown: Vec<String> = Vec::new();
     let spec = {
         let mut json = serde_json::Deserializer::from_str(text);
@@ -64,7 +53,12 @@ fn parse_with_unknown_fields(text: &str) -> std::result::Result<(Spec, Vec<Strin
         json.end().map_err(|err| format!("invalid JSON: {err}"))?;
         spec
     };
-    Ok((spec, unknown.iter().map(|field| clean_path(field)).collect()))
+    if let Some(field) = unknown.first().map(|f| clean_path(f)) {
+        return Err(format!(
+            "unknown field \"{field}\" (not part of the OCI runtime spec that this runtime implements)"
+        ));
+    }
+    Ok(spec)
 }
 
 /// Parses `config.json` bytes and checks them as `create` does, short of
@@ -387,8 +381,8 @@ mod tests {
     #[test]
     fn unknown_nested_field_has_clean_path() {
         let text = DEFAULT_CONFIG.replace(r#""cwd": "/","#, r#""cwd": "/", "bogus": 1,"#);
-        let (_, unknown) = parse_with_unknown_fields(&text).unwrap();
-        assert_eq!(unknown, ["process.bogus"]);
+        let message = parse(&text).unwrap_err();
+        assert!(message.contains("unknown field \"process.bogus\""), "{message}");
     }
 
     #[test]
@@ -399,12 +393,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_field_is_ignored() {
+    fn unknown_field_is_rejected() {
         let text = DEFAULT_CONFIG.replace(r#""hostname""#, r#""hostnme""#);
-        let (spec, unknown) = parse_with_unknown_fields(&text).unwrap();
-        assert_eq!(unknown, ["hostnme"]);
-        assert_eq!(spec.hostname(), &None);
-        parse(&text).unwrap();
+        let message = parse(&text).unwrap_err();
+        assert!(message.contains("unknown field \"hostnme\""), "{message}");
     }
 
     #[test]
