@@ -245,23 +245,7 @@ impl Entry {
                 io::ErrorKind::NotFound => Error::NotFound(self.record.id.clone()),
                 _ => Error::io(format!("open {}", path.display()), err),
             })?;
-        let lock = libc::flock {
-            l_type: libc::F_WRLCK as libc::c_short,
-            l_whence: libc::SEEK_SET as libc::c_short,
-            l_start: 0,
-            l_len: 0,
-            l_pid: 0,
-        };
-        loop {
-            // SAFETY: F_SETLKW with a valid flock structure.
-            if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &lock) } == 0 {
-                break;
-            }
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::io(format!("lock {}", path.display()), err));
-            }
-        }
+        runtime::state::write_lock_whole_file(&file).map_err(|err| Error::io(format!("lock {}", path.display()), err))?;
         // A container removed while this command waited for the lock is gone.
         if !self.dir.join(RECORD_FILE).exists() {
             return Err(Error::NotFound(self.record.id.clone()));

@@ -302,6 +302,15 @@ fn lock_dir(dir: &Path, create: bool) -> Result<File> {
         .mode(0o600)
         .open(&path)
         .map_err(|err| Error::io(format!("open {}", path.display()), err))?;
+    write_lock_whole_file(&file).map_err(|err| Error::io(format!("lock {}", path.display()), err))?;
+    Ok(file)
+}
+
+/// Takes an exclusive POSIX record lock on all of `file`, waiting while
+/// another process holds one. The lock goes with the process, not the
+/// descriptor, so a child made by fork does not inherit it; `file` must be
+/// open for writing.
+pub fn write_lock_whole_file(file: &File) -> io::Result<()> {
     let lock = libc::flock {
         l_type: libc::F_WRLCK as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
@@ -312,11 +321,11 @@ fn lock_dir(dir: &Path, create: bool) -> Result<File> {
     loop {
         // SAFETY: F_SETLKW with a valid flock structure.
         if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &lock) } == 0 {
-            return Ok(file);
+            return Ok(());
         }
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(Error::io(format!("lock {}", path.display()), err));
+            return Err(err);
         }
     }
 }
