@@ -3,13 +3,24 @@
 # bundle, plus the conman manager and a minimal C program as a lower bound.
 #
 # Usage: sudo integration/benches/startup.sh [--no-build] [--out DIR]
+#                                              [--cgroup-view host|v1]
 #
 # Needs root, hyperfine, jq, gcc, file, GNU time (/usr/bin/time), a static
 # /bin/busybox (Debian: busybox-static), and runc and crun in PATH. A runtime
 # that fails a probe run is left out of the figures with the reason printed.
+# With podman and conmon installed, it also times `podman run --rm` and takes
+# podman's seccomp profile for the seccomp group; without them, both are
+# skipped.
+#
+# --cgroup-view v1, the default on a host that mounts cgroup v2 beside v1
+# (hybrid), runs the whole benchmark in a private mount namespace in which
+# /sys/fs/cgroup/unified is unmounted, because crun rejects hybrid hosts.
+# Every runtime then sees the same cgroup v1 host. --cgroup-view host keeps
+# the host's mounts.
 #
 # Environment: RUNS (timed runs per command, default 50), WARMUP (untimed
-# runs before each timed run, default 1), RSS_RUNS (default 10),
+# runs before each timed run, default 1), PODMAN_RUNS (timed runs per
+# command in the podman group, default 10), RSS_RUNS (default 10),
 # TP_CONTAINERS (containers per throughput round, default 100), TP_ROUNDS
 # (default 3), TP_PARALLEL (default 2).
 #
@@ -109,10 +120,16 @@ fi
 
 build=yes
 out=/tmp/conman-startup-$(date -u +%Y%m%dT%H%M%SZ)
+cgroup_view=
+original_args=("$@")
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-build) build=no ;;
 	--out) out=$2; shift ;;
+	--cgroup-view)
+		cgroup_view=$2
+		case "$cgroup_view" in host | v1) ;; *) echo "--cgroup-view must be host or v1, not \"$cgroup_view\"" >&2; exit 2 ;; esac
+		shift ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -121,6 +138,7 @@ done
 
 RUNS=${RUNS:-50}
 WARMUP=${WARMUP:-1}
+PODMAN_RUNS=${PODMAN_RUNS:-10}
 RSS_RUNS=${RSS_RUNS:-10}
 TP_CONTAINERS=${TP_CONTAINERS:-100}
 TP_ROUNDS=${TP_ROUNDS:-3}
@@ -138,6 +156,42 @@ if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
 	exit 1
 fi
 
+# The cgroup v1 view: re-run this script in a private mount namespace, and
+# there replace /sys/fs/cgroup by a private tmpfs with the host's cgroup v1
+# hierarchies mounted again (the same hierarchies, found by their options)
+# and no cgroup v2. The host's mounts do not change, and the directories
+# that runtimes and podman make for controllers they do not find mounted
+# land in the private tmpfs, not in the host's.
+hybrid=no
+if [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then
+	hybrid=yes
+fi
+if [ -z "$cgroup_view" ]; then
+	if [ "$hybrid" = yes ]; then cgroup_view=v1; else cgroup_view=host; fi
+fi
+if [ "$cgroup_view" = v1 ] && [ "$hybrid" = yes ]; then
+	if [ -z "${BENCH_IN_V1_VIEW:-}" ]; then
+		exec unshare --mount --propagation private env BENCH_IN_V1_VIEW=1 "$self" "${original_args[@]}"
+	fi
+	controllers=" $(awk 'NR > 1 { printf "%s ", $1 }' /proc/cgroups)"
+	v1_mounts=$(awk '{ for (i = 7; $i != "-"; i++); if ($(i + 1) == "cgroup") print $5, $(i + 3) }' /proc/self/mountinfo)
+	umount --recursive /sys/fs/cgroup
+	mount -t tmpfs -o mode=0755 conman-bench-cgroup-view /sys/fs/cgroup
+	while read -r dir superoptions; do
+		options=
+		has_controller=no
+		for option in ${superoptions//,/ }; do
+			case "$option" in rw | ro | xattr) continue ;; esac
+			[[ "$controllers" == *" $option "* ]] && has_controller=yes
+			options+=${options:+,}$option
+		done
+		# A named hierarchy without controllers needs "none".
+		[ "$has_controller" = yes ] || options=none,$options
+		mkdir -p "$dir"
+		mount -t cgroup -o "$options" cgroup "$dir"
+	done <<<"$v1_mounts"
+fi
+
 if [ "$build" = yes ]; then
 	(cd "$repo" && cargo build --release)
 fi
@@ -148,6 +202,8 @@ BENCH_PREFIX=cmb$$
 BENCH_CRUN_FLAGS=
 BENCH_CONMAN_RUNTIME=$BENCH_WORK/bin/conman-runtime
 export BENCH_WORK BENCH_PREFIX BENCH_CONMAN_RUNTIME BENCH_CRUN_FLAGS
+podman=()
+podman_image=localhost/conman-bench-busybox:latest
 conman=$BENCH_WORK/bin/conman
 manager_root=$BENCH_WORK/state/conman
 all_runtimes=(conman-runtime runc crun)
@@ -174,8 +230,21 @@ cleanup() {
 		"$BENCH_CONMAN_RUNTIME" --root "$manager_root/runtime" delete -f "$id" >/dev/null 2>&1
 	done
 
+	if [ ${#podman[@]} -gt 0 ]; then
+		"${podman[@]}" rm -af -t 0 >/dev/null 2>&1
+		"${podman[@]}" system reset -f >/dev/null 2>&1
+	fi
+	# podman's store mounts, then the state tmpfs. Any other mount under
+	# the work directory was left by a runtime and is reported below.
+	awk -v store="$BENCH_WORK/podman/" 'index($5, store) == 1 { print $5 }' /proc/self/mountinfo | sort -r | while read -r dir; do
+		umount -l "$dir"
+	done
+	if mountpoint -q "$BENCH_WORK/state"; then
+		umount "$BENCH_WORK/state"
+	fi
+
 	# Deepest first, so that a parent cgroup is empty when it is removed.
-	find /sys/fs/cgroup -depth -type d -name "${BENCH_PREFIX}-*" 2>/dev/null | while read -r dir; do
+	find /sys/fs/cgroup -depth -type d -path "*/${BENCH_PREFIX}-*" 2>/dev/null | while read -r dir; do
 		echo "cleanup: removing leftover cgroup $dir" >&2
 		rmdir "$dir"
 	done
@@ -203,6 +272,12 @@ if awk -v load="$load" 'BEGIN { exit !(load > 0.5) }'; then
 	echo "warning: the 1-minute load average is $load; other work on the host makes the figures noisy" >&2
 fi
 
+# State directories on a tmpfs, as /run is on most hosts. On an ext4 /tmp,
+# allocating inodes for the few state files of each container took about a
+# fifth of the CPU samples of a conman-runtime `run` (perf record, 40 runs).
+mkdir -p "$BENCH_WORK/state"
+mount -t tmpfs -o mode=0711 conman-bench-state "$BENCH_WORK/state"
+
 # The rootfs: busybox and one relative symlink per applet.
 rootfs=$BENCH_WORK/rootfs
 mkdir -p "$rootfs/bin" "$BENCH_WORK/state/"{conman-runtime,runc,crun} "$manager_root"
@@ -214,10 +289,12 @@ done
 # The bundles share the rootfs through an absolute root.path (runc rejects a
 # rootfs that is a symlink). config.json is conman-runtime's default spec.
 (cd "$BENCH_WORK" && "$BENCH_CONMAN_RUNTIME" spec)
-make_bundle() { # name jq-filter
-	mkdir -p "$BENCH_WORK/$1"
-	jq --arg rootfs "$rootfs" ".process.terminal = false | .root.path = \$rootfs | $2" \
-		"$BENCH_WORK/config.json" >"$BENCH_WORK/$1/config.json"
+make_bundle() { # name jq-filter [jq-option...]
+	local name=$1 filter=$2
+	shift 2
+	mkdir -p "$BENCH_WORK/$name"
+	jq --arg rootfs "$rootfs" "$@" ".process.terminal = false | .root.path = \$rootfs | $filter" \
+		"$BENCH_WORK/config.json" >"$BENCH_WORK/$name/config.json"
 }
 make_bundle bundle-true '.process.args = ["/bin/true"]'
 make_bundle bundle-sleep '.process.args = ["/bin/sleep", "1000"]'
@@ -253,6 +330,49 @@ for name in "${all_runtimes[@]}"; do
 done
 echo "measured runtimes: ${runtimes[*]}"
 
+# podman, when installed: its own store under the work directory, the rootfs
+# imported as an image, and a wrapper runtime that keeps a copy of the
+# config.json that podman generates, whose seccomp profile the seccomp group
+# uses.
+podman_config=$BENCH_WORK/podman/config.json
+if command -v podman >/dev/null && command -v conmon >/dev/null; then
+	mkdir -p "$BENCH_WORK/podman"
+	podman=(podman --root "$BENCH_WORK/podman/root" --runroot "$BENCH_WORK/podman/runroot"
+		--tmpdir "$BENCH_WORK/podman/tmp" --storage-driver overlay --cgroup-manager cgroupfs
+		--events-backend file)
+	# Root lacks CAP_SYS_RESOURCE on some VMs, so podman's default
+	# RLIMIT_NOFILE and RLIMIT_NPROC of 1048576 could not be set there.
+	podman_run=(run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024
+		--cgroup-parent "/${BENCH_PREFIX}-podman")
+	tar -C "$rootfs" -cf "$BENCH_WORK/podman/rootfs.tar" .
+	"${podman[@]}" import "$BENCH_WORK/podman/rootfs.tar" "$podman_image" >/dev/null
+	cat >"$BENCH_WORK/podman/keep-config" <<WRAPPER
+#!/bin/sh
+# Runs runc, keeping a copy of the config.json of each bundle it gets.
+previous=
+for arg in "\$@"; do
+	if [ "\$previous" = --bundle ] || [ "\$previous" = -b ]; then
+		cp "\$arg/config.json" "$podman_config"
+	fi
+	previous=\$arg
+done
+exec runc "\$@"
+WRAPPER
+	chmod +x "$BENCH_WORK/podman/keep-config"
+	if ! "${podman[@]}" --runtime "$BENCH_WORK/podman/keep-config" "${podman_run[@]}" "$podman_image" /bin/true \
+		</dev/null >/dev/null 2>"$BENCH_WORK/podman/probe.err" || [ ! -s "$podman_config" ]; then
+		echo "podman: not measured, its probe run failed: $(head -c 300 "$BENCH_WORK/podman/probe.err")" | tee -a "$out/probes.txt"
+		podman=()
+	fi
+else
+	echo "podman: not measured, podman or conmon is not installed" | tee -a "$out/probes.txt"
+fi
+if [ -s "$podman_config" ] && [ "$(jq '.linux.seccomp != null' "$podman_config")" = true ]; then
+	make_bundle bundle-seccomp \
+		'.process.args = ["/bin/true"] | .linux.resources.memory = {"limit": 268435456} | .linux.seccomp = $podman[0].linux.seccomp' \
+		--slurpfile podman "$podman_config"
+fi
+
 {
 	echo "date: $(date -u)"
 	echo "nproc: $(nproc)"
@@ -264,7 +384,9 @@ echo "measured runtimes: ${runtimes[*]}"
 	echo "runc: $(runc --version | head -1)"
 	echo "crun: $(crun --version | head -1) ${BENCH_CRUN_FLAGS}"
 	echo "hyperfine: $(hyperfine --version)"
-	echo "RUNS=$RUNS WARMUP=$WARMUP RSS_RUNS=$RSS_RUNS TP_CONTAINERS=$TP_CONTAINERS TP_ROUNDS=$TP_ROUNDS TP_PARALLEL=$TP_PARALLEL"
+	echo "cgroup view: $cgroup_view (host is hybrid: $hybrid)"
+	echo "podman: $(podman --version 2>/dev/null || echo none)"
+	echo "RUNS=$RUNS WARMUP=$WARMUP PODMAN_RUNS=$PODMAN_RUNS RSS_RUNS=$RSS_RUNS TP_CONTAINERS=$TP_CONTAINERS TP_ROUNDS=$TP_ROUNDS TP_PARALLEL=$TP_PARALLEL"
 } >"$out/host.txt"
 
 # ---------------------------------------------------------------------------
@@ -363,6 +485,17 @@ for ((i = 1; i <= RUNS; i++)); do
 done
 run_group run-memory-limit
 
+# run with podman's seccomp profile and the memory limit, as an engine
+# configures a container.
+if [ -e "$BENCH_WORK/bundle-seccomp/config.json" ]; then
+	for ((i = 1; i <= RUNS; i++)); do
+		for name in $(rotate "$i" "${runtimes[@]}"); do
+			add_command "$name" "$(rt_string "$name" run --bundle "$BENCH_WORK/bundle-seccomp" "$(container_id seccomp "$name" "$i")")"
+		done
+	done
+	run_group run-seccomp-memory-limit
+fi
+
 # conman run --rm (the manager) against conman-runtime run.
 for ((i = 1; i <= RUNS; i++)); do
 	for name in $(rotate "$i" conman conman-runtime); do
@@ -374,6 +507,25 @@ for ((i = 1; i <= RUNS; i++)); do
 	done
 done
 run_group manager
+
+# podman run --rm with each runtime, against conman run --rm.
+if [ ${#podman[@]} -gt 0 ]; then
+	echo "podman group: ${PODMAN_RUNS} runs per command"
+	podman_names=(conman)
+	for name in "${runtimes[@]}"; do
+		podman_names+=("podman-$name")
+	done
+	for ((i = 1; i <= PODMAN_RUNS; i++)); do
+		for name in $(rotate "$i" "${podman_names[@]}"); do
+			case "$name" in
+			conman) add_command conman "$(printf '%q ' "$conman" --root "$manager_root" run --rm --rootfs "$rootfs" -- /bin/true)" ;;
+			podman-conman-runtime) add_command "$name" "$(printf '%q ' "${podman[@]}" --runtime "$BENCH_CONMAN_RUNTIME" "${podman_run[@]}" "$podman_image" /bin/true)" ;;
+			podman-*) add_command "$name" "$(printf '%q ' "${podman[@]}" --runtime "$(command -v "${name#podman-}")" "${podman_run[@]}" "$podman_image" /bin/true)" ;;
+			esac
+		done
+	done
+	run_group podman
+fi
 
 # ---------------------------------------------------------------------------
 # Peak RSS of `run`, and binary sizes.
@@ -482,7 +634,8 @@ summarize_tsv() { # file header column
 		sed 's/^/    /' "$out/probes.txt"
 		echo
 	fi
-	for group in run create start delete exec run-memory-limit; do
+	for group in run create start delete exec run-memory-limit run-seccomp-memory-limit; do
+		[ -e "$out/$group.json" ] || continue
 		echo "## $group"
 		echo
 		summarize_group "$out/$group.json" runc crun
@@ -492,6 +645,12 @@ summarize_tsv() { # file header column
 	echo
 	summarize_group "$out/manager.json" conman-runtime
 	echo
+	if [ -e "$out/podman.json" ]; then
+		echo "## podman"
+		echo
+		summarize_group "$out/podman.json" conman podman-crun
+		echo
+	fi
 	echo "## peak RSS of run"
 	echo
 	summarize_tsv "$out/rss.tsv" KiB 2
@@ -512,7 +671,7 @@ cat "$out/summary.md"
 # Every runtime must have deleted its containers: report what is left before
 # the cleanup at exit removes it.
 leftovers=$(ls -d "$BENCH_WORK/state/"{conman-runtime,runc,crun}/*/ "$manager_root/"{runtime,containers}/*/ 2>/dev/null || true)
-leftover_cgroups=$(find /sys/fs/cgroup -type d -name "${BENCH_PREFIX}-*" 2>/dev/null || true)
+leftover_cgroups=$(find /sys/fs/cgroup -type d -name "${BENCH_PREFIX}-*" ! -name "${BENCH_PREFIX}-podman" 2>/dev/null || true)
 if [ -n "$leftovers$leftover_cgroups" ]; then
 	echo "left behind by the runs (removed at exit):" >&2
 	echo "$leftovers$leftover_cgroups" >&2
