@@ -9,8 +9,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use conman_integration::{
-    cgroup_dir, controller_site, existing_cgroup_dirs, process_alive, read_pid_file, Bundle, Runtime, Spawned,
-    COMMAND_TIMEOUT,
+    cgroup_dir, controller_site, controller_site_at, existing_cgroup_dirs, process_alive, read_pid_file, Bundle,
+    ControllerSite, Runtime, Spawned, COMMAND_TIMEOUT,
 };
 use serde_json::{json, Value};
 
@@ -406,4 +406,53 @@ fn kill_all_of_stopped_container_succeeds() {
     assert_eq!(all.code, 0, "{all}");
     assert_eq!(plain.code, 1, "{plain}");
     assert!(plain.stderr.contains("container not running"), "{plain}");
+}
+
+/// A freezer cgroup made and frozen by the test, thawed and removed on drop.
+struct FrozenCgroup(ControllerSite);
+
+impl FrozenCgroup {
+    fn new(site: ControllerSite) -> FrozenCgroup {
+        fs::create_dir_all(site.dir()).unwrap_or_else(|err| panic!("create {}: {err}", site.dir().display()));
+        let frozen = FrozenCgroup(site);
+        frozen.write_state("FROZEN", "1");
+        frozen
+    }
+
+    fn write_state(&self, v1_state: &str, v2_value: &str) {
+        let (file, value) = if self.0.is_v2() { ("cgroup.freeze", v2_value) } else { ("freezer.state", v1_state) };
+        let path = self.0.dir().join(file);
+        fs::write(&path, value).unwrap_or_else(|err| panic!("write {value} to {}: {err}", path.display()));
+    }
+}
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        self.write_state("THAWED", "0");
+        let _ = fs::remove_dir(self.0.dir());
+    }
+}
+
+/// A cgroup frozen before `create`, its own or a parent of it, would stop
+/// the init before it runs: `create` fails at once, names the cgroup, and
+/// leaves it, and every other hierarchy, as they were.
+#[test]
+fn create_rejects_frozen_cgroup() {
+    let rt = Runtime::new();
+    for below_frozen in [false, true] {
+        let id = rt.id(if below_frozen { "frozen-parent" } else { "frozen-own" });
+        let frozen = FrozenCgroup::new(controller_site_at("freezer", &Path::new("conman").join(&id)));
+        let mut bundle = Bundle::with_args(&rt, &["true"]);
+        let cgroups_path = if below_frozen { format!("/conman/{id}/child") } else { format!("/conman/{id}") };
+        bundle.edit(|config| config["linux"]["cgroupsPath"] = cgroups_path.clone().into());
+
+        let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+        assert_ne!(out.code, 0, "{cgroups_path}: {out}");
+        assert!(out.stderr.contains("frozen"), "{cgroups_path}: {out}");
+        assert!(out.stderr.contains(&frozen.0.dir().display().to_string()), "{cgroups_path}: {out}");
+        assert_ne!(rt.output(&["state", &id]).code, 0, "{cgroups_path}: a failed create left a state");
+        assert_eq!(existing_cgroup_dirs(&id), vec![frozen.0.dir().to_owned()], "{cgroups_path}");
+        assert_eq!(frozen.0.read("freezer.state", "cgroup.freeze"), if frozen.0.is_v2() { "1" } else { "FROZEN" });
+    }
 }
