@@ -456,3 +456,27 @@ fn create_rejects_frozen_cgroup() {
         assert_eq!(frozen.0.read("freezer.state", "cgroup.freeze"), if frozen.0.is_v2() { "1" } else { "FROZEN" });
     }
 }
+
+/// A second container given the cgroup of a running one starts, with a
+/// warning on stderr that names the cgroup; the first, in an empty cgroup,
+/// gets none. No --log is given, so stderr is the only place for it.
+#[test]
+fn create_warns_about_occupied_cgroup() {
+    let rt = Runtime::new();
+    let first = rt.id("shared-first");
+    let second = rt.id("shared-second");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "60"]);
+    bundle.edit(|config| config["linux"]["cgroupsPath"] = format!("/conman/{first}").into());
+
+    let alone = rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &first]);
+    let shared = rt.ok(&["create", "--bundle", bundle.path_str(), &second]);
+
+    assert_eq!(alone.stderr, "", "{alone}");
+    assert!(shared.stderr.contains("level=warning"), "{shared}");
+    assert!(shared.stderr.contains("cgroup is not empty"), "{shared}");
+    let dirs = existing_cgroup_dirs(&first);
+    assert!(
+        dirs.iter().any(|dir| shared.stderr.contains(&dir.display().to_string())),
+        "the warning names none of {dirs:?}: {shared}"
+    );
+}

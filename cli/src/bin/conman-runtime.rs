@@ -294,7 +294,9 @@ fn main() -> ExitCode {
         println!("spec: {}", runtime::SPEC_VERSION);
         return ExitCode::SUCCESS;
     }
-    let mut logger = match Logger::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+    // As runc does, warnings reach stderr when there is no log file: they
+    // are the only report of a problem that does not fail the command.
+    let mut logger = match Logger::init(cli.log.as_deref(), cli.log_format, cli.debug, Some(tracing::Level::WARN)) {
         Ok(logger) => logger,
         Err(message) => {
             eprintln!("{PROGRAM}: {message}");

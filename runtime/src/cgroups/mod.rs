@@ -239,11 +239,27 @@ impl Cgroup {
             Ok(())
         })();
         match result {
-            Ok(()) => Ok(cgroup),
+            Ok(()) => {
+                cgroup.warn_if_occupied();
+                Ok(cgroup)
+            }
             Err(err) => {
                 let _ = cgroup.remove();
                 Err(err)
             }
+        }
+    }
+
+    /// Warns when processes are already in the cgroup: another container or
+    /// program given the same `linux.cgroupsPath` shares its limits, and
+    /// `delete` of this container kills them too.
+    fn warn_if_occupied(&self) {
+        let occupied = self.dirs.iter().map(|(_, dir)| (dir, procs(dir).len())).find(|(_, count)| *count > 0);
+        if let Some((dir, count)) = occupied {
+            tracing::warn!(
+                "container's cgroup is not empty: {} already contains {count} processes, which will share the container's limits and be killed by its delete",
+                dir.display()
+            );
         }
     }
 
