@@ -662,11 +662,19 @@ fn events(runtime: &Runtime, id: &str, once: bool, interval: &str) -> runtime::R
         ))
     })?;
     let cgroup = runtime.cgroup(id)?;
+    /// One line of output. The fields are written in runc's order (type,
+    /// id, data): a serde_json map would sort them, and scripts match the
+    /// start of the line, such as `{"type":"oom","id":"ID"}`.
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+    }
     let print = |kind: &str, data: Option<serde_json::Value>| -> runtime::Result<()> {
-        let mut event = serde_json::json!({ "type": kind, "id": id });
-        if let Some(data) = data {
-            event["data"] = data;
-        }
+        let event = serde_json::to_string(&Event { kind, id, data }).expect("event serialises");
         let mut out = std::io::stdout().lock();
         writeln!(out, "{event}")
             .and_then(|()| out.flush())
