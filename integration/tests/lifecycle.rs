@@ -261,6 +261,10 @@ fn list_json_has_states() {
     let second_entry = find(&second).unwrap_or_else(|| panic!("{second} missing: {out}"));
     assert_eq!(first_entry["status"], "created");
     assert_eq!(second_entry["status"], "running");
+    // Scripts written for runc match the raw text, in runc's field order.
+    let pid = second_entry["pid"].as_i64().unwrap_or(0);
+    let prefix = format!("{{\"ociVersion\":{},\"id\":\"{second}\",\"pid\":{pid},\"status\":\"running\",\"bundle\":", second_entry["ociVersion"]);
+    assert!(out.stdout.contains(&prefix), "no {prefix} in {out}");
 }
 
 #[test]
