@@ -441,6 +441,19 @@ fn exec_process_file() {
     assert_eq!(lines.get(3), Some(&"1000"), "gid: {out}");
 }
 
+/// `--debug` logs the steps of exec at debug level, on stderr without
+/// --log.
+#[test]
+fn exec_debug_logs_steps() {
+    let rt = Runtime::new();
+    let container = start_sleeper(&rt, "exec-debug");
+
+    let out = rt.output(&["--debug", "exec", &container.id, "true"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("level=debug msg=\"cloned exec process"), "{out}");
+}
+
 #[test]
 fn exec_tty_sends_pty() {
     let rt = Runtime::new();

@@ -195,6 +195,7 @@ impl Runtime {
         }
         drop(child_sync);
         drop(console);
+        tracing::debug!(id, pid, "cloned exec process");
 
         // A process joining a frozen cgroup freezes at once, before it can
         // report back. In a paused container (with --ignore-paused) the
@@ -208,6 +209,7 @@ impl Runtime {
         drop(locked);
         let setup = (|| {
             cgroup.join(pid)?;
+            tracing::debug!(id, pid, "exec process joined the container's cgroups");
             nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the exec process".to_owned())?;
             if !paused {
                 wait_exec_ready(&parent_sync, |listener| match seccomp.as_ref().and_then(|f| f.listener.as_ref()) {
