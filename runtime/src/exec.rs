@@ -312,6 +312,7 @@ fn child(
             }
             terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
             drop(master);
+            terminal::give_to_user(&slave, process.user().uid())?;
             terminal::become_session_leader(&slave)?;
         }
         if let Some(score) = process.oom_score_adj() {

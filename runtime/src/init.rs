@@ -287,6 +287,7 @@ pub(crate) fn setup_terminal(process: &oci_spec::runtime::Process, console: &Own
     }
     terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
     drop(master);
+    terminal::give_to_user(&slave, process.user().uid())?;
     terminal::become_session_leader(&slave)?;
     Ok(())
 }
