@@ -166,6 +166,12 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         send(sync, &[MSG_HOOKS])?;
         wait_for_go(sync)?;
     }
+    if !hooks::of(args.spec, hooks::Kind::CreateContainer).is_empty() {
+        // As in runc, createContainer hooks start in the root filesystem
+        // (mounted, not yet the root), so relative paths land in it.
+        std::env::set_current_dir(args.rootfs)
+            .context(|| format!("chdir to the rootfs {} for the createContainer hooks", args.rootfs.display()))?;
+    }
     hooks::run_all(args.spec, hooks::Kind::CreateContainer, &hook_state(crate::state::Status::Creating))?;
 
     rootfs::enter_root(args.spec, &root, args.rootfs, args.no_pivot)?;
