@@ -480,3 +480,72 @@ fn create_warns_about_occupied_cgroup() {
         "the warning names none of {dirs:?}: {shared}"
     );
 }
+
+/// On v1, lifting the memory limit with `--memory -1` alone also lifts a
+/// memory+swap limit set before: the kernel rejects a memory limit above
+/// memory+swap, and a finite memory+swap would keep memory limited.
+#[test]
+fn update_memory_minus_one_after_swap() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| config["linux"]["resources"]["memory"] = json!({ "limit": 33554432, "swap": 67108864 }));
+    let id = rt.id("update-unlimited-swap");
+    run_detached(&rt, &bundle, &id);
+
+    rt.ok(&["update", "--memory", "-1", &id]);
+
+    let limit = memory_limit(&id);
+    let unlimited = |value: &str| value == "max" || value.parse::<u64>().is_ok_and(|l| l > 1 << 40);
+    assert!(unlimited(&limit), "memory limit still set: {limit}");
+    let site = controller_site("memory", &id);
+    if !site.is_v2() {
+        let swap = site.read("memory.memsw.limit_in_bytes", "");
+        assert!(unlimited(&swap), "memory+swap limit still set: {swap}");
+    }
+}
+
+/// Cgroup directories made by a test for a parent ("pod") cgroup, removed
+/// on drop in every hierarchy, after the containers in them are deleted.
+struct PodCgroup(String);
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        for dir in existing_cgroup_dirs(&self.0) {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// v1 checks a new CFS period against the quota already set: under a pod
+/// limited to 50%, a container at 500 ms per 1 s may not move to a 10 ms
+/// period with its old quota, while the new quota and period together
+/// (30%) are allowed. The runtime writes the quota first when the period
+/// alone fails.
+#[test]
+fn update_shorter_cpu_period_under_pod_limit() {
+    let pod = format!("pod-{}", std::process::id());
+    let _pod_dirs = PodCgroup(pod.clone());
+    let rt = Runtime::new();
+    let pod_site = controller_site_at("cpu", &Path::new("conman").join(&pod));
+    if pod_site.is_v2() {
+        eprintln!("SKIPPED: cpu is on cgroup v2, where quota and period are one write to cpu.max");
+        return;
+    }
+    fs::create_dir_all(pod_site.dir()).unwrap();
+    fs::write(pod_site.dir().join("cpu.cfs_quota_us"), "50000").unwrap();
+    let id = rt.id("cpu-period-pod");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| {
+        config["linux"]["cgroupsPath"] = format!("/conman/{pod}/{id}").into();
+        config["linux"]["resources"]["cpu"] = json!({ "quota": 500000, "period": 1000000 });
+    });
+    run_detached(&rt, &bundle, &id);
+    let site = controller_site_at("cpu", &Path::new("conman").join(&pod).join(&id));
+
+    let too_much = rt.output(&["update", "--cpu-quota", "600000", &id]);
+    rt.ok(&["update", "--cpu-period", "10000", "--cpu-quota", "3000", &id]);
+
+    assert_ne!(too_much.code, 0, "a quota above the pod's limit was accepted: {too_much}");
+    assert_eq!(site.read("cpu.cfs_quota_us", ""), "3000");
+    assert_eq!(site.read("cpu.cfs_period_us", ""), "10000");
+}
