@@ -145,6 +145,28 @@ fn ps_table_shows_init() {
     assert!(init_line.unwrap().contains("sleep 1000"), "{out}");
 }
 
+/// ps(1) options may follow the id directly, as runc takes them, or come
+/// after `--`.
+#[test]
+fn ps_options_after_id() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("ps-options");
+    let init_pid = run_detached(&rt, &bundle, &id);
+
+    for args in [vec!["ps", id.as_str(), "-o", "pid,comm"], vec!["ps", id.as_str(), "--", "-o", "pid,comm"]] {
+        let out = rt.ok(&args);
+
+        let mut lines = out.stdout.lines();
+        assert_eq!(lines.next().map(|h| h.split_whitespace().collect::<Vec<_>>()), Some(vec!["PID", "COMMAND"]), "{args:?}: {out}");
+        let expected = format!("{init_pid} sleep");
+        assert!(
+            lines.any(|line| line.split_whitespace().collect::<Vec<_>>().join(" ") == expected),
+            "{args:?}: no line \"{expected}\": {out}"
+        );
+    }
+}
+
 /// Reads the memory limit of container `id` (v1 or v2 file).
 fn memory_limit(id: &str) -> String {
     controller_site("memory", id).read("memory.limit_in_bytes", "memory.max")

@@ -213,8 +213,9 @@ enum Command {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: ListFormat,
         id: String,
-        /// Options passed to ps(1) for the table format (default: -ef).
-        #[arg(last = true)]
+        /// Options passed to ps(1) for the table format (default: -ef),
+        /// after the id as with runc (`ps ID -e -x`) or after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_options: Vec<String>,
     },
     /// Print the container's resource statistics and OOM events as JSON
