@@ -441,6 +441,21 @@ fn exec_process_file() {
     assert_eq!(lines.get(3), Some(&"1000"), "gid: {out}");
 }
 
+/// A process file may leave out "user": the process then runs as root.
+#[test]
+fn exec_process_file_without_user() {
+    let rt = Runtime::new();
+    let container = start_sleeper(&rt, "exec-process-root");
+    let process = json!({ "args": ["sh", "-c", "id -u; id -g"], "cwd": "/" });
+    let path = rt.tempdir("process").join("process.json");
+    fs::write(&path, process.to_string()).expect("write process.json");
+
+    let out = rt.output(&["exec", "--process", path.to_str().unwrap(), &container.id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["0", "0"], "{out}");
+}
+
 /// `--debug` logs the steps of exec at debug level, on stderr without
 /// --log.
 #[test]

@@ -549,8 +549,14 @@ fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
             }
             let text = std::fs::read_to_string(path)
                 .map_err(|err| runtime::Error::io(format!("read {}", path.display()), err))?;
-            let mut json = serde_json::Deserializer::from_str(&text);
-            serde_path_to_error::deserialize::<_, oci_spec::runtime::Process>(&mut json).map_err(|err| {
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|err| invalid(format!("{}: not valid JSON: {err}", path.display())))?;
+            // As with runc, a process file without "user" runs as root:
+            // the file describes one exec, not a container's whole config.
+            if let Some(object) = value.as_object_mut() {
+                object.entry("user").or_insert_with(|| serde_json::json!({ "uid": 0, "gid": 0 }));
+            }
+            serde_path_to_error::deserialize::<_, oci_spec::runtime::Process>(value).map_err(|err| {
                 invalid(format!("{}: invalid value for \"{}\": {}", path.display(), err.path(), err.inner()))
             })?
         }
