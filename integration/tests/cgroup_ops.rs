@@ -571,3 +571,42 @@ fn update_shorter_cpu_period_under_pod_limit() {
     assert_eq!(site.read("cpu.cfs_quota_us", ""), "3000");
     assert_eq!(site.read("cpu.cfs_period_us", ""), "10000");
 }
+
+/// Directories of a top-level cgroup made by a test, removed on drop in
+/// every hierarchy, after the containers in them are deleted.
+struct TopCgroup(String);
+
+impl Drop for TopCgroup {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else { return };
+        for entry in entries.flatten() {
+            let _ = fs::remove_dir(entry.path().join(&self.0));
+        }
+    }
+}
+
+/// `update --cpu-rt-period` and `--cpu-rt-runtime` set the v1 real-time
+/// limits, in a parent cgroup that has a real-time budget to share.
+#[test]
+fn update_realtime_flags() {
+    let parent = format!("conman-rt-{}", std::process::id());
+    let _parent_dirs = TopCgroup(parent.clone());
+    let rt = Runtime::new();
+    let parent_site = controller_site_at("cpu", Path::new(&parent));
+    if parent_site.is_v2() || !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        eprintln!("SKIPPED: no cgroup v1 cpu controller with real-time group scheduling");
+        return;
+    }
+    fs::create_dir_all(parent_site.dir()).unwrap();
+    fs::write(parent_site.dir().join("cpu.rt_runtime_us"), "100000").unwrap();
+    let id = rt.id("update-rt");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| config["linux"]["cgroupsPath"] = format!("/{parent}/{id}").into());
+    run_detached(&rt, &bundle, &id);
+
+    rt.ok(&["update", "--cpu-rt-period", "900001", "--cpu-rt-runtime", "60001", &id]);
+
+    let site = controller_site_at("cpu", &Path::new(&parent).join(&id));
+    assert_eq!(site.read("cpu.rt_period_us", ""), "900001");
+    assert_eq!(site.read("cpu.rt_runtime_us", ""), "60001");
+}

@@ -253,6 +253,13 @@ enum Command {
         /// CPU CFS period in microseconds.
         #[arg(long = "cpu-period")]
         cpu_period: Option<u64>,
+        /// CPU real-time period in microseconds (cgroup v1 only).
+        #[arg(long = "cpu-rt-period")]
+        cpu_rt_period: Option<u64>,
+        /// CPU real-time runtime in microseconds per real-time period
+        /// (cgroup v1 only).
+        #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+        cpu_rt_runtime: Option<i64>,
         /// CPUs the container may run on (0-3, 0,1).
         #[arg(long = "cpuset-cpus")]
         cpuset_cpus: Option<String>,
@@ -363,6 +370,8 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             cpu_shares,
             cpu_quota,
             cpu_period,
+            cpu_rt_period,
+            cpu_rt_runtime,
             cpuset_cpus,
             cpuset_mems,
             pids_limit,
@@ -396,6 +405,12 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             }
             if let Some(v) = cpu_period {
                 set("cpu", "period", v.into());
+            }
+            if let Some(v) = cpu_rt_period {
+                set("cpu", "realtimePeriod", v.into());
+            }
+            if let Some(v) = cpu_rt_runtime {
+                set("cpu", "realtimeRuntime", v.into());
             }
             if let Some(v) = cpuset_cpus {
                 set("cpu", "cpus", v.into());
