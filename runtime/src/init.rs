@@ -181,6 +181,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         let console = args.console.take().ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
         setup_terminal(process, &console)?;
     }
+    rootfs::readonly_tmpfs_mounts(args.spec, args.namespaces.in_user_namespace)?;
     rootfs::apply_sysctl(args.spec)?;
     rootfs::mask_paths(args.spec)?;
     rootfs::readonly_paths(args.spec, args.namespaces.in_user_namespace)?;
