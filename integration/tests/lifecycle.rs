@@ -6,7 +6,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use conman_integration::{
-    cgroup_dir, process_alive, processes_of, Bundle, Runtime, Spawned, COMMAND_TIMEOUT,
+    cgroup_dir, existing_cgroup_dirs, process_alive, processes_of, Bundle, Runtime, Spawned, COMMAND_TIMEOUT,
 };
 use serde_json::Value;
 
@@ -81,6 +81,24 @@ fn run_returns_exit_status() {
 
     assert_eq!(out.code, 3, "{out}");
     assert!(!rt.container_dir(&id).exists(), "run left the state directory");
+}
+
+/// With --keep, the stopped container stays, with its cgroups, until
+/// `delete`.
+#[test]
+fn run_keep_leaves_stopped_container() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", "exit 3"]);
+    let id = rt.id("run-keep");
+
+    let out = rt.output(&["run", "--keep", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 3, "{out}");
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(!existing_cgroup_dirs(&id).is_empty(), "run --keep removed the cgroups");
+    rt.ok(&["delete", &id]);
+    assert_ne!(rt.output(&["state", &id]).code, 0, "state still works after delete");
+    assert!(existing_cgroup_dirs(&id).is_empty(), "delete left cgroups");
 }
 
 /// The container has no pid namespace here: as pid 1 of its own namespace,

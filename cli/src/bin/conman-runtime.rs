@@ -172,6 +172,10 @@ enum Command {
         /// Return once the container runs, without waiting for it.
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Keep the stopped container (its state and cgroups) for `state`
+        /// and `delete`, instead of deleting it when it exits.
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the OCI state of a container as JSON.
     State { id: String },
@@ -345,7 +349,9 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             runtime.create(&args.id, &args.options(systemd_cgroup))?;
         }
         Command::Start { id } => runtime.start(&id)?,
-        Command::Run { create, detach } => return runtime.run(&create.id, &create.options(systemd_cgroup), detach),
+        Command::Run { create, detach, keep } => {
+            return runtime.run(&create.id, &create.options(systemd_cgroup), detach, keep)
+        }
         Command::State { id } => {
             let state = runtime.state(&id)?;
             println!("{}", serde_json::to_string_pretty(&state).expect("state serialises"));
