@@ -563,6 +563,10 @@ fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
     if !args.cgroup.is_empty() {
         return Err(invalid("--cgroup is not supported yet: exec processes join the container's own cgroup".into()));
     }
+    // Runtime::exec re-executes the runtime from a sealed copy of its
+    // binary, which starts `main` again. Do it now, before --process is
+    // read: a pipe (`-p <(...)`) can be read only once.
+    runtime::sealed_exe::ensure()?;
     let process = match &args.process {
         Some(path) => {
             if !args.command.is_empty() {
