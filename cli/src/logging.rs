@@ -116,10 +116,16 @@ pub struct Logger {
 
 impl Logger {
     /// Installs the global subscriber. With `path`, events at info level
-    /// (debug with `debug`) go to that file; without it, only `--debug`
-    /// sends events, to stderr.
-    pub fn init(path: Option<&Path>, format: LogFormat, debug: bool) -> Result<Logger, String> {
-        let max_level = if debug { Level::DEBUG } else { Level::INFO };
+    /// (debug with `debug`) go to that file. Without it, `--debug` sends
+    /// every event to stderr, and otherwise events up to `stderr_level`
+    /// (none when it is `None`) go there.
+    pub fn init(
+        path: Option<&Path>,
+        format: LogFormat,
+        debug: bool,
+        stderr_level: Option<Level>,
+    ) -> Result<Logger, String> {
+        let mut max_level = if debug { Level::DEBUG } else { Level::INFO };
         let file = match path {
             Some(path) => Some(
                 OpenOptions::new()
@@ -135,7 +141,10 @@ impl Logger {
                 file.try_clone().map_err(|err| format!("open log file: {err}"))?,
             ))),
             None if debug => Some(Sink::Stderr),
-            None => None,
+            None => stderr_level.map(|level| {
+                max_level = level;
+                Sink::Stderr
+            }),
         };
         if let Some(sink) = sink {
             let layer = RuncFormatLayer { sink, format, max_level };

@@ -9,8 +9,8 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use conman_integration::{
-    cgroup_dir, controller_site, existing_cgroup_dirs, process_alive, read_pid_file, Bundle, Runtime, Spawned,
-    COMMAND_TIMEOUT,
+    cgroup_dir, controller_site, controller_site_at, existing_cgroup_dirs, process_alive, read_pid_file, Bundle,
+    ControllerSite, Runtime, Spawned, COMMAND_TIMEOUT,
 };
 use serde_json::{json, Value};
 
@@ -143,6 +143,28 @@ fn ps_table_shows_init() {
         .find(|line| line.split_whitespace().nth(column) == Some(init_pid.to_string().as_str()));
     assert!(init_line.is_some(), "no line for init {init_pid}: {out}");
     assert!(init_line.unwrap().contains("sleep 1000"), "{out}");
+}
+
+/// ps(1) options may follow the id directly, as runc takes them, or come
+/// after `--`.
+#[test]
+fn ps_options_after_id() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    let id = rt.id("ps-options");
+    let init_pid = run_detached(&rt, &bundle, &id);
+
+    for args in [vec!["ps", id.as_str(), "-o", "pid,comm"], vec!["ps", id.as_str(), "--", "-o", "pid,comm"]] {
+        let out = rt.ok(&args);
+
+        let mut lines = out.stdout.lines();
+        assert_eq!(lines.next().map(|h| h.split_whitespace().collect::<Vec<_>>()), Some(vec!["PID", "COMMAND"]), "{args:?}: {out}");
+        let expected = format!("{init_pid} sleep");
+        assert!(
+            lines.any(|line| line.split_whitespace().collect::<Vec<_>>().join(" ") == expected),
+            "{args:?}: no line \"{expected}\": {out}"
+        );
+    }
 }
 
 /// Reads the memory limit of container `id` (v1 or v2 file).
@@ -406,4 +428,185 @@ fn kill_all_of_stopped_container_succeeds() {
     assert_eq!(all.code, 0, "{all}");
     assert_eq!(plain.code, 1, "{plain}");
     assert!(plain.stderr.contains("container not running"), "{plain}");
+}
+
+/// A freezer cgroup made and frozen by the test, thawed and removed on drop.
+struct FrozenCgroup(ControllerSite);
+
+impl FrozenCgroup {
+    fn new(site: ControllerSite) -> FrozenCgroup {
+        fs::create_dir_all(site.dir()).unwrap_or_else(|err| panic!("create {}: {err}", site.dir().display()));
+        let frozen = FrozenCgroup(site);
+        frozen.write_state("FROZEN", "1");
+        frozen
+    }
+
+    fn write_state(&self, v1_state: &str, v2_value: &str) {
+        let (file, value) = if self.0.is_v2() { ("cgroup.freeze", v2_value) } else { ("freezer.state", v1_state) };
+        let path = self.0.dir().join(file);
+        fs::write(&path, value).unwrap_or_else(|err| panic!("write {value} to {}: {err}", path.display()));
+    }
+}
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        self.write_state("THAWED", "0");
+        let _ = fs::remove_dir(self.0.dir());
+    }
+}
+
+/// A cgroup frozen before `create`, its own or a parent of it, would stop
+/// the init before it runs: `create` fails at once, names the cgroup, and
+/// leaves it, and every other hierarchy, as they were.
+#[test]
+fn create_rejects_frozen_cgroup() {
+    let rt = Runtime::new();
+    for below_frozen in [false, true] {
+        let id = rt.id(if below_frozen { "frozen-parent" } else { "frozen-own" });
+        let frozen = FrozenCgroup::new(controller_site_at("freezer", &Path::new("conman").join(&id)));
+        let mut bundle = Bundle::with_args(&rt, &["true"]);
+        let cgroups_path = if below_frozen { format!("/conman/{id}/child") } else { format!("/conman/{id}") };
+        bundle.edit(|config| config["linux"]["cgroupsPath"] = cgroups_path.clone().into());
+
+        let out = rt.output(&["create", "--bundle", bundle.path_str(), &id]);
+
+        assert_ne!(out.code, 0, "{cgroups_path}: {out}");
+        assert!(out.stderr.contains("frozen"), "{cgroups_path}: {out}");
+        assert!(out.stderr.contains(&frozen.0.dir().display().to_string()), "{cgroups_path}: {out}");
+        assert_ne!(rt.output(&["state", &id]).code, 0, "{cgroups_path}: a failed create left a state");
+        assert_eq!(existing_cgroup_dirs(&id), vec![frozen.0.dir().to_owned()], "{cgroups_path}");
+        assert_eq!(frozen.0.read("freezer.state", "cgroup.freeze"), if frozen.0.is_v2() { "1" } else { "FROZEN" });
+    }
+}
+
+/// A second container given the cgroup of a running one starts, with a
+/// warning on stderr that names the cgroup; the first, in an empty cgroup,
+/// gets none. No --log is given, so stderr is the only place for it.
+#[test]
+fn create_warns_about_occupied_cgroup() {
+    let rt = Runtime::new();
+    let first = rt.id("shared-first");
+    let second = rt.id("shared-second");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "60"]);
+    bundle.edit(|config| config["linux"]["cgroupsPath"] = format!("/conman/{first}").into());
+
+    let alone = rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &first]);
+    let shared = rt.ok(&["create", "--bundle", bundle.path_str(), &second]);
+
+    assert_eq!(alone.stderr, "", "{alone}");
+    assert!(shared.stderr.contains("level=warning"), "{shared}");
+    assert!(shared.stderr.contains("cgroup is not empty"), "{shared}");
+    let dirs = existing_cgroup_dirs(&first);
+    assert!(
+        dirs.iter().any(|dir| shared.stderr.contains(&dir.display().to_string())),
+        "the warning names none of {dirs:?}: {shared}"
+    );
+}
+
+/// On v1, lifting the memory limit with `--memory -1` alone also lifts a
+/// memory+swap limit set before: the kernel rejects a memory limit above
+/// memory+swap, and a finite memory+swap would keep memory limited.
+#[test]
+fn update_memory_minus_one_after_swap() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| config["linux"]["resources"]["memory"] = json!({ "limit": 33554432, "swap": 67108864 }));
+    let id = rt.id("update-unlimited-swap");
+    run_detached(&rt, &bundle, &id);
+
+    rt.ok(&["update", "--memory", "-1", &id]);
+
+    let limit = memory_limit(&id);
+    let unlimited = |value: &str| value == "max" || value.parse::<u64>().is_ok_and(|l| l > 1 << 40);
+    assert!(unlimited(&limit), "memory limit still set: {limit}");
+    let site = controller_site("memory", &id);
+    if !site.is_v2() {
+        let swap = site.read("memory.memsw.limit_in_bytes", "");
+        assert!(unlimited(&swap), "memory+swap limit still set: {swap}");
+    }
+}
+
+/// Cgroup directories made by a test for a parent ("pod") cgroup, removed
+/// on drop in every hierarchy, after the containers in them are deleted.
+struct PodCgroup(String);
+
+impl Drop for PodCgroup {
+    fn drop(&mut self) {
+        for dir in existing_cgroup_dirs(&self.0) {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// v1 checks a new CFS period against the quota already set: under a pod
+/// limited to 50%, a container at 500 ms per 1 s may not move to a 10 ms
+/// period with its old quota, while the new quota and period together
+/// (30%) are allowed. The runtime writes the quota first when the period
+/// alone fails.
+#[test]
+fn update_shorter_cpu_period_under_pod_limit() {
+    let pod = format!("pod-{}", std::process::id());
+    let _pod_dirs = PodCgroup(pod.clone());
+    let rt = Runtime::new();
+    let pod_site = controller_site_at("cpu", &Path::new("conman").join(&pod));
+    if pod_site.is_v2() {
+        eprintln!("SKIPPED: cpu is on cgroup v2, where quota and period are one write to cpu.max");
+        return;
+    }
+    fs::create_dir_all(pod_site.dir()).unwrap();
+    fs::write(pod_site.dir().join("cpu.cfs_quota_us"), "50000").unwrap();
+    let id = rt.id("cpu-period-pod");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| {
+        config["linux"]["cgroupsPath"] = format!("/conman/{pod}/{id}").into();
+        config["linux"]["resources"]["cpu"] = json!({ "quota": 500000, "period": 1000000 });
+    });
+    run_detached(&rt, &bundle, &id);
+    let site = controller_site_at("cpu", &Path::new("conman").join(&pod).join(&id));
+
+    let too_much = rt.output(&["update", "--cpu-quota", "600000", &id]);
+    rt.ok(&["update", "--cpu-period", "10000", "--cpu-quota", "3000", &id]);
+
+    assert_ne!(too_much.code, 0, "a quota above the pod's limit was accepted: {too_much}");
+    assert_eq!(site.read("cpu.cfs_quota_us", ""), "3000");
+    assert_eq!(site.read("cpu.cfs_period_us", ""), "10000");
+}
+
+/// Directories of a top-level cgroup made by a test, removed on drop in
+/// every hierarchy, after the containers in them are deleted.
+struct TopCgroup(String);
+
+impl Drop for TopCgroup {
+    fn drop(&mut self) {
+        let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else { return };
+        for entry in entries.flatten() {
+            let _ = fs::remove_dir(entry.path().join(&self.0));
+        }
+    }
+}
+
+/// `update --cpu-rt-period` and `--cpu-rt-runtime` set the v1 real-time
+/// limits, in a parent cgroup that has a real-time budget to share.
+#[test]
+fn update_realtime_flags() {
+    let parent = format!("conman-rt-{}", std::process::id());
+    let _parent_dirs = TopCgroup(parent.clone());
+    let rt = Runtime::new();
+    let parent_site = controller_site_at("cpu", Path::new(&parent));
+    if parent_site.is_v2() || !Path::new("/sys/fs/cgroup/cpu/cpu.rt_runtime_us").exists() {
+        eprintln!("SKIPPED: no cgroup v1 cpu controller with real-time group scheduling");
+        return;
+    }
+    fs::create_dir_all(parent_site.dir()).unwrap();
+    fs::write(parent_site.dir().join("cpu.rt_runtime_us"), "100000").unwrap();
+    let id = rt.id("update-rt");
+    let mut bundle = Bundle::with_args(&rt, &["sleep", "1000"]);
+    bundle.edit(|config| config["linux"]["cgroupsPath"] = format!("/{parent}/{id}").into());
+    run_detached(&rt, &bundle, &id);
+
+    rt.ok(&["update", "--cpu-rt-period", "900001", "--cpu-rt-runtime", "60001", &id]);
+
+    let site = controller_site_at("cpu", &Path::new(&parent).join(&id));
+    assert_eq!(site.read("cpu.rt_period_us", ""), "900001");
+    assert_eq!(site.read("cpu.rt_runtime_us", ""), "60001");
 }

@@ -252,6 +252,8 @@ fn oom_kill_is_reported() {
         lines.iter().any(|e| e["type"] == "oom" && e["id"] == id.as_str()),
         "no oom event: {events}"
     );
+    let oom_line = format!("{{\"type\":\"oom\",\"id\":\"{id}\"}}");
+    assert!(events.stdout.lines().any(|l| l == oom_line), "no line {oom_line}: {events}");
     let site = controller_site("memory", &id);
     let failures = if site.is_v2() {
         site.read("", "memory.events")
@@ -290,6 +292,9 @@ fn events_stats_once() {
 
     let out = rt.ok(&["events", "--stats", &id]);
 
+    // The fields come in runc's order, which scripts match on the raw line.
+    let prefix = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":{{");
+    assert!(out.stdout.starts_with(&prefix), "does not start with {prefix}: {out}");
     let event: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|err| panic!("not JSON ({err}): {out}"));
     assert_eq!(event["type"], "stats");
     assert_eq!(event["id"], id.as_str());

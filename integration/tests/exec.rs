@@ -441,6 +441,70 @@ fn exec_process_file() {
     assert_eq!(lines.get(3), Some(&"1000"), "gid: {out}");
 }
 
+/// A process file may leave out "user": the process then runs as root.
+#[test]
+fn exec_process_file_without_user() {
+    let rt = Runtime::new();
+    let container = start_sleeper(&rt, "exec-process-root");
+    let process = json!({ "args": ["sh", "-c", "id -u; id -g"], "cwd": "/" });
+    let path = rt.tempdir("process").join("process.json");
+    fs::write(&path, process.to_string()).expect("write process.json");
+
+    let out = rt.output(&["exec", "--process", path.to_str().unwrap(), &container.id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["0", "0"], "{out}");
+}
+
+/// A process file given as a pipe, as with bash's `-p <(...)`, is read
+/// once: the runtime's re-execution from a sealed copy comes first.
+#[test]
+fn exec_process_file_from_pipe() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let rt = Runtime::new();
+    let container = start_sleeper(&rt, "exec-process-pipe");
+    // Both ends close on exec, so no other test's child inherits the write
+    // end; the child gets the read end as fd 10 through dup2.
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("create a pipe");
+    let mut writer = fs::File::from(write_end);
+    writer
+        .write_all(br#"{"args": ["echo", "from-pipe"], "cwd": "/"}"#)
+        .expect("write the process file into the pipe");
+    drop(writer);
+    let mut command = rt.command(&["exec", "--process", "/dev/fd/10", &container.id]);
+    let raw = read_end.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe, as pre_exec requires.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(raw, 10) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+
+    let out = rt.output_of(command);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "from-pipe", "{out}");
+}
+
+/// `--debug` logs the steps of exec at debug level, on stderr without
+/// --log.
+#[test]
+fn exec_debug_logs_steps() {
+    let rt = Runtime::new();
+    let container = start_sleeper(&rt, "exec-debug");
+
+    let out = rt.output(&["--debug", "exec", &container.id, "true"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("level=debug msg=\"cloned exec process"), "{out}");
+}
+
 #[test]
 fn exec_tty_sends_pty() {
     let rt = Runtime::new();

@@ -107,6 +107,27 @@ fn start_container_hook_in_container() {
     assert_eq!(out.stdout.trim(), "inside-conman", "{out}");
 }
 
+/// createContainer hooks start in the root filesystem, so a relative path
+/// names a file of the container.
+#[test]
+fn create_container_hook_cwd_is_rootfs() {
+    let rt = Runtime::new();
+    let cwd_file = rt.tempdir("hook-cwd").join("cwd");
+    let mut bundle = Bundle::with_args(&rt, &["ls", "/made-by-hook"]);
+    let script = format!("touch ./made-by-hook && pwd > {}", cwd_file.display());
+    bundle.edit(|config| {
+        config["hooks"] = json!({ "createContainer": [{ "path": "/bin/sh", "args": ["sh", "-c", script] }] })
+    });
+    let id = rt.id("hook-cwd");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "/made-by-hook", "{out}");
+    let cwd = fs::read_to_string(&cwd_file).expect("the hook wrote its cwd");
+    assert_eq!(Path::new(cwd.trim()), bundle.rootfs().canonicalize().unwrap());
+}
+
 #[test]
 fn failing_create_hook_cleans_up() {
     let rt = Runtime::new();

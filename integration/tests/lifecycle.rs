@@ -6,7 +6,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use conman_integration::{
-    cgroup_dir, process_alive, processes_of, Bundle, Runtime, Spawned, COMMAND_TIMEOUT,
+    cgroup_dir, existing_cgroup_dirs, process_alive, processes_of, Bundle, Runtime, Spawned, COMMAND_TIMEOUT,
 };
 use serde_json::Value;
 
@@ -81,6 +81,24 @@ fn run_returns_exit_status() {
 
     assert_eq!(out.code, 3, "{out}");
     assert!(!rt.container_dir(&id).exists(), "run left the state directory");
+}
+
+/// With --keep, the stopped container stays, with its cgroups, until
+/// `delete`.
+#[test]
+fn run_keep_leaves_stopped_container() {
+    let rt = Runtime::new();
+    let bundle = Bundle::with_args(&rt, &["sh", "-c", "exit 3"]);
+    let id = rt.id("run-keep");
+
+    let out = rt.output(&["run", "--keep", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 3, "{out}");
+    assert_eq!(rt.status(&id), "stopped");
+    assert!(!existing_cgroup_dirs(&id).is_empty(), "run --keep removed the cgroups");
+    rt.ok(&["delete", &id]);
+    assert_ne!(rt.output(&["state", &id]).code, 0, "state still works after delete");
+    assert!(existing_cgroup_dirs(&id).is_empty(), "delete left cgroups");
 }
 
 /// The container has no pid namespace here: as pid 1 of its own namespace,
@@ -261,6 +279,10 @@ fn list_json_has_states() {
     let second_entry = find(&second).unwrap_or_else(|| panic!("{second} missing: {out}"));
     assert_eq!(first_entry["status"], "created");
     assert_eq!(second_entry["status"], "running");
+    // Scripts written for runc match the raw text, in runc's field order.
+    let pid = second_entry["pid"].as_i64().unwrap_or(0);
+    let prefix = format!("{{\"ociVersion\":{},\"id\":\"{second}\",\"pid\":{pid},\"status\":\"running\",\"bundle\":", second_entry["ociVersion"]);
+    assert!(out.stdout.contains(&prefix), "no {prefix} in {out}");
 }
 
 #[test]

@@ -348,3 +348,28 @@ fn no_mount_namespace_exec_in_rootfs() {
     assert_eq!(out.stdout, "in the rootfs\n", "{out}");
     assert!(host_mounts_mentioning(bundle.path_str()).is_empty(), "mounts leaked to the host");
 }
+
+/// A read-only tmpfs at /dev still gets its device nodes and the mount
+/// points below it, and is read-only once the container runs.
+#[test]
+fn read_only_dev_tmpfs() {
+    let rt = Runtime::new();
+    let script = "test -c /dev/null && test -d /dev/pts && echo ready; \
+                  touch /dev/new-file 2>/dev/null; echo touch=$?; \
+                  grep ' /dev ' /proc/self/mountinfo | cut -d' ' -f6";
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", script]);
+    bundle.edit(|config| {
+        let mounts = config["mounts"].as_array_mut().unwrap();
+        let dev = mounts.iter_mut().find(|m| m["destination"] == "/dev").expect("the default spec mounts /dev");
+        dev["options"].as_array_mut().unwrap().push("ro".into());
+    });
+    let id = rt.id("ro-dev");
+
+    let out = rt.output(&["run", "--bundle", bundle.path_str(), &id]);
+
+    assert_eq!(out.code, 0, "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"ready"), "{out}");
+    assert_eq!(lines.get(1), Some(&"touch=1"), "/dev is writable: {out}");
+    assert!(lines.get(2).is_some_and(|options| options.split(',').any(|o| o == "ro")), "mount options of /dev: {out}");
+}

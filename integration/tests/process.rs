@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
@@ -241,6 +242,39 @@ fn home_set_when_missing() {
 
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout.trim(), "home=/", "{out}");
+}
+
+/// A cwd the process's user may not search: the init and exec enter it
+/// before they switch user and drop CAP_DAC_OVERRIDE, so the process
+/// starts there all the same.
+#[test]
+fn cwd_without_user_access() {
+    let rt = Runtime::new();
+    let mut bundle = Bundle::with_args(&rt, &["pwd"]);
+    let private = bundle.rootfs().join("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&private, Some(42), Some(42)).unwrap();
+    bundle.edit(|config| {
+        config["process"]["cwd"] = "/private".into();
+        config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    });
+
+    let out = run(&rt, &bundle, "cwd-denied");
+
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.stdout.trim(), "/private");
+
+    // Root without CAP_DAC_OVERRIDE (not in the default set) may not search
+    // a 0700 directory of uid 42 either.
+    bundle.set_args(&["sleep", "60"]);
+    let id = rt.id("cwd-denied-exec");
+    rt.ok(&["run", "--detach", "--bundle", bundle.path_str(), &id]);
+
+    let exec = rt.output(&["exec", "--user", "0", &id, "pwd"]);
+
+    assert_eq!(exec.code, 0, "{exec}");
+    assert_eq!(exec.stdout.trim(), "/private");
 }
 
 #[test]

@@ -66,6 +66,32 @@ fn argument_condition_selects_calls() {
     assert!(out.stdout.contains("zero=0"), "kill with signal 0 was denied: {out}");
 }
 
+/// Two conditions on the same argument are alternatives: the rule denies
+/// SIGUSR1 and SIGUSR2 alike, and still lets other signals through.
+#[test]
+fn same_argument_conditions_either_match() {
+    let rt = Runtime::new();
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{
+            "names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 55,
+            "args": [
+                { "index": 1, "value": 10, "op": "SCMP_CMP_EQ" },
+                { "index": 1, "value": 12, "op": "SCMP_CMP_EQ" }
+            ]
+        }]
+    });
+    let script = "trap '' USR1 USR2; kill -USR1 $$; echo usr1=$?; kill -USR2 $$; echo usr2=$?; kill -0 $$; echo zero=$?";
+    let bundle = bundle_with(&rt, script, profile);
+
+    let out = run(&rt, &bundle, "kill-either");
+
+    assert!(out.stdout.contains("usr1=1"), "kill with SIGUSR1 was not denied: {out}");
+    assert!(out.stdout.contains("usr2=1"), "kill with SIGUSR2 was not denied: {out}");
+    assert!(out.stdout.contains("zero=0"), "kill with signal 0 was denied: {out}");
+    assert!(out.stderr.contains("No anode"), "errno 55 (ENOANO) expected: {out}");
+}
+
 #[test]
 fn kill_action_kills_process() {
     let rt = Runtime::new();

@@ -517,10 +517,10 @@ impl Runtime {
     }
 
     /// Creates and starts a container, waits for its init to exit while
-    /// forwarding signals to it, deletes it, and returns the exit status
-    /// (128+N for a death by signal N). With `detach`, returns 0 once the
-    /// container runs.
-    pub fn run(&self, id: &str, options: &CreateOptions, detach: bool) -> Result<i32> {
+    /// forwarding signals to it, deletes it (unless `keep`), and returns
+    /// the exit status (128+N for a death by signal N). With `detach`,
+    /// returns 0 once the container runs.
+    pub fn run(&self, id: &str, options: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
         protect_binary_for(options)?;
         let spec = spec::load(&options.bundle.join("config.json"))?;
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
@@ -534,7 +534,7 @@ impl Runtime {
             (None, true) => Console::Internal,
             (None, false) => Console::None,
         };
-        crate::wait::run_and_wait(self, id, options, detach, |runtime, id, options| {
+        crate::wait::run_and_wait(self, id, options, detach, keep, |runtime, id, options| {
             runtime.create_with(id, options, console)
         })
     }

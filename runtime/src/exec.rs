@@ -212,6 +212,7 @@ impl Runtime {
         }
         drop(child_sync);
         drop(console);
+        tracing::debug!(id, pid, "cloned exec process");
 
         // A process joining a frozen cgroup freezes at once, before it can
         // report back. In a paused container (with --ignore-paused) the
@@ -225,6 +226,7 @@ impl Runtime {
         drop(locked);
         let setup = (|| {
             cgroup.join(pid)?;
+            tracing::debug!(id, pid, "exec process joined the container's cgroups");
             nix::unistd::write(&parent_sync, &[MSG_GO]).context(|| "signal the exec process".to_owned())?;
             if !paused {
                 wait_exec_ready(&parent_sync, |listener| match seccomp.as_ref().and_then(|f| f.listener.as_ref()) {
@@ -332,6 +334,7 @@ fn child(
             }
             terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
             drop(master);
+            terminal::give_to_user(&slave, process.user().uid())?;
             terminal::become_session_leader(&slave)?;
         }
         if let Some(score) = process.oom_score_adj() {

@@ -170,6 +170,12 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         send(sync, &[MSG_HOOKS])?;
         wait_for_go(sync)?;
     }
+    if !hooks::of(args.spec, hooks::Kind::CreateContainer).is_empty() {
+        // As in runc, createContainer hooks start in the root filesystem
+        // (mounted, not yet the root), so relative paths land in it.
+        std::env::set_current_dir(args.rootfs)
+            .context(|| format!("chdir to the rootfs {} for the createContainer hooks", args.rootfs.display()))?;
+    }
     hooks::run_all(args.spec, hooks::Kind::CreateContainer, &hook_state(crate::state::Status::Creating))?;
 
     rootfs::enter_root(args.spec, &root, args.rootfs, args.no_pivot, !args.namespaces.has_mount)?;
@@ -179,6 +185,7 @@ fn setup(mut args: InitArgs, sync: &OwnedFd) -> Result<Never> {
         let console = args.console.take().ok_or_else(|| Error::Init("terminal requested without a console socket".into()))?;
         setup_terminal(process, &console)?;
     }
+    rootfs::readonly_tmpfs_mounts(args.spec, args.namespaces.in_user_namespace)?;
     rootfs::apply_sysctl(args.spec)?;
     rootfs::mask_paths(args.spec)?;
     rootfs::readonly_paths(args.spec, args.namespaces.in_user_namespace)?;
@@ -296,6 +303,7 @@ pub(crate) fn setup_terminal(process: &oci_spec::runtime::Process, console: &Own
     }
     terminal::send_fd(console.as_raw_fd(), master.as_raw_fd())?;
     drop(master);
+    terminal::give_to_user(&slave, process.user().uid())?;
     terminal::become_session_leader(&slave)?;
     Ok(())
 }

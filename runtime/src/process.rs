@@ -336,6 +336,23 @@ pub fn prepare(
         apply_rlimits(rlimits)?;
     }
 
+    // The cwd is entered while the process still has every capability, so
+    // that a user who may not search it still starts there, as with runc.
+    // When even that is denied (the runtime itself may lack access, as in
+    // a user namespace), the user may have access: try again after the
+    // switch.
+    let cwd = process.cwd();
+    let entered_cwd = match nix::unistd::chdir(cwd) {
+        Ok(()) => true,
+        Err(nix::errno::Errno::EACCES | nix::errno::Errno::EPERM) => false,
+        Err(errno) => {
+            return Err(Error::io(
+                format!("chdir to the process's cwd \"{}\"", cwd.display()),
+                errno.into(),
+            ))
+        }
+    };
+
     let capabilities = process.capabilities().as_ref().map(CapabilitySets::from_spec).transpose()?;
     if let Some(caps) = &capabilities {
         caps.apply_bounding()?;
@@ -350,8 +367,11 @@ pub fn prepare(
         set_no_new_privs()?;
     }
 
-    let cwd = process.cwd();
-    change_directory(cwd)?;
+    if entered_cwd {
+        check_cwd_inside(cwd)?;
+    } else {
+        change_directory(cwd)?;
+    }
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if env_value(&env, "HOME").is_none() {
         // As runc: the user's home from the container's /etc/passwd, or /.
@@ -381,6 +401,12 @@ pub fn prepare(
 /// outside the root, and getcwd(2) then reports it as "(unreachable)".
 fn change_directory(cwd: &Path) -> Result<()> {
     nix::unistd::chdir(cwd).context(|| format!("chdir to the process's cwd \"{}\"", cwd.display()))?;
+    check_cwd_inside(cwd)
+}
+
+/// Checks that the working directory, entered as `cwd`, is inside the
+/// container.
+fn check_cwd_inside(cwd: &Path) -> Result<()> {
     let outside = || Error::Init(format!("working directory \"{}\" is outside the container", cwd.display()));
     // glibc's getcwd fails with ENOENT where the kernel's reports
     // "(unreachable)".

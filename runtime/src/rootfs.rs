@@ -244,6 +244,12 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&O
         if flags & libc::MS_REMOUNT != 0 {
             flags |= libc::MS_BIND;
         }
+        if typ == "tmpfs" {
+            // Mounted writable: the runtime may still have to create
+            // device nodes, mount points or the console in it.
+            // `readonly_tmpfs_mounts` makes it read-only at the end.
+            flags &= !libc::MS_RDONLY;
+        }
         mount(Some(&source), &fd_path(&target), Some(&fstype), flags, data.as_deref())
             .context(|| format!("mount {typ} (options \"{}\")", options.data.join(",")))?;
         if let Some(underneath) = underneath {
@@ -792,6 +798,31 @@ pub fn mask_paths(spec: &Spec) -> Result<()> {
             mount(Some(&source), &fd_path(&target), None, libc::MS_BIND, None)
                 .context(|| format!("mask {path}"))?;
         }
+    }
+    Ok(())
+}
+
+/// Makes read-only the tmpfs mounts that `mounts` marks `ro`, which
+/// `mount_all` mounted writable. Runs in the container's root, after
+/// everything that may create files in them (a read-only /dev still gets
+/// its device nodes, /dev/pts and /dev/console). Only the mount itself
+/// becomes read-only, not the mounts below it.
+pub fn readonly_tmpfs_mounts(spec: &Spec, user_ns: bool) -> Result<()> {
+    for entry in spec.mounts().iter().flatten() {
+        if entry.typ().as_deref() != Some("tmpfs") {
+            continue;
+        }
+        let options = parse_options(entry)?;
+        if options.bind || options.flags & libc::MS_RDONLY == 0 {
+            continue;
+        }
+        let destination = entry.destination();
+        let target = open_in_root(libc::AT_FDCWD, destination, libc::O_PATH)
+            .context(|| format!("open {} in the container", destination.display()))?;
+        remount_fd(&target, options.flags & !libc::MS_REMOUNT, false, user_ns).map_err(|err| match err {
+            Error::Io { source, .. } => Error::io(format!("make the tmpfs at {} read-only", destination.display()), source),
+            other => other,
+        })?;
     }
     Ok(())
 }

@@ -86,21 +86,25 @@ pub struct Record {
 }
 
 /// The state object of the OCI runtime spec.
+///
+/// The fields are declared in the order in which runc 1.1 prints them
+/// (pid before status, annotations after created), because scripts match
+/// `state` and `list --format json` output line by line.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciState {
     pub oci_version: String,
     pub id: String,
-    pub status: Status,
     pub pid: i32,
+    pub status: Status,
     pub bundle: PathBuf,
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: HashMap<String, String>,
     /// Not part of the OCI state, but printed by runc and read by tools.
     #[serde(default)]
     pub rootfs: PathBuf,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub created: String,
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub annotations: HashMap<String, String>,
     #[serde(default)]
     pub owner: String,
 }

@@ -65,6 +65,25 @@ pub fn copy_size(from: RawFd, to: RawFd) {
 }
 
 /// Makes `slave` the controlling terminal and the stdio of this process.
+/// Makes the process's user the owner of the pty slave, so that a process
+/// that is not root can use its own terminal (reopen it, change its mode).
+/// The group stays the one devpts gave it (`gid=5` in the default spec).
+/// A uid that the user namespace does not map (EINVAL), an owner the
+/// runtime may not change there (EPERM) or a read-only /dev (EROFS) leaves
+/// the owner as it is: the terminal still works for reading and writing.
+pub fn give_to_user(slave: &OwnedFd, uid: u32) -> Result<()> {
+    // SAFETY: fchown on an open descriptor; -1 keeps the group.
+    if unsafe { libc::fchown(slave.as_raw_fd(), uid, u32::MAX) } < 0 {
+        let err = std::io::Error::last_os_error();
+        if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::EPERM | libc::EROFS)) {
+            tracing::debug!(uid, error = %err, "pty slave left with its owner");
+            return Ok(());
+        }
+        return Err(Error::io(format!("give the pty to uid {uid}"), err));
+    }
+    Ok(())
+}
+
 pub fn become_session_leader(slave: &OwnedFd) -> Result<()> {
     nix::unistd::setsid().context(|| "setsid".to_owned())?;
     // SAFETY: TIOCSCTTY takes an int argument.

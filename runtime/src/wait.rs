@@ -27,6 +27,7 @@ pub(crate) fn run_and_wait(
     id: &str,
     options: &CreateOptions,
     detach: bool,
+    keep: bool,
     create: impl FnOnce(&Runtime, &str, &CreateOptions) -> Result<Created>,
 ) -> Result<i32> {
     // Signals are blocked before the clone so none is lost between start
@@ -47,6 +48,9 @@ pub(crate) fn run_and_wait(
             return Ok(0);
         }
         let status = wait_loop(created.pid, created.pty, &set);
+        if keep {
+            return Ok(exit_code(status?));
+        }
         let deleted = runtime.delete(id, true);
         let status = status?;
         deleted?;

@@ -174,6 +174,10 @@ enum Command {
         /// Return once the container runs, without waiting for it.
         #[arg(short = 'd', long)]
         detach: bool,
+        /// Keep the stopped container (its state and cgroups) for `state`
+        /// and `delete`, instead of deleting it when it exits.
+        #[arg(long)]
+        keep: bool,
     },
     /// Print the OCI state of a container as JSON.
     State { id: String },
@@ -215,8 +219,9 @@ enum Command {
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: ListFormat,
         id: String,
-        /// Options passed to ps(1) for the table format (default: -ef).
-        #[arg(last = true)]
+        /// Options passed to ps(1) for the table format (default: -ef),
+        /// after the id as with runc (`ps ID -e -x`) or after `--`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_options: Vec<String>,
     },
     /// Print the container's resource statistics and OOM events as JSON
@@ -254,6 +259,13 @@ enum Command {
         /// CPU CFS period in microseconds.
         #[arg(long = "cpu-period")]
         cpu_period: Option<u64>,
+        /// CPU real-time period in microseconds (cgroup v1 only).
+        #[arg(long = "cpu-rt-period")]
+        cpu_rt_period: Option<u64>,
+        /// CPU real-time runtime in microseconds per real-time period
+        /// (cgroup v1 only).
+        #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+        cpu_rt_runtime: Option<i64>,
         /// CPUs the container may run on (0-3, 0,1).
         #[arg(long = "cpuset-cpus")]
         cpuset_cpus: Option<String>,
@@ -296,7 +308,9 @@ fn main() -> ExitCode {
         println!("spec: {}", runtime::SPEC_VERSION);
         return ExitCode::SUCCESS;
     }
-    let mut logger = match Logger::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+    // As runc does, warnings reach stderr when there is no log file: they
+    // are the only report of a problem that does not fail the command.
+    let mut logger = match Logger::init(cli.log.as_deref(), cli.log_format, cli.debug, Some(tracing::Level::WARN)) {
         Ok(logger) => logger,
         Err(message) => {
             eprintln!("{PROGRAM}: {message}");
@@ -337,7 +351,9 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             runtime.create(&args.id, &args.options(systemd_cgroup))?;
         }
         Command::Start { id } => runtime.start(&id)?,
-        Command::Run { create, detach } => return runtime.run(&create.id, &create.options(systemd_cgroup), detach),
+        Command::Run { create, detach, keep } => {
+            return runtime.run(&create.id, &create.options(systemd_cgroup), detach, keep)
+        }
         Command::State { id } => {
             let state = runtime.state(&id)?;
             println!("{}", serde_json::to_string_pretty(&state).expect("state serialises"));
@@ -362,6 +378,8 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             cpu_shares,
             cpu_quota,
             cpu_period,
+            cpu_rt_period,
+            cpu_rt_runtime,
             cpuset_cpus,
             cpuset_mems,
             pids_limit,
@@ -395,6 +413,12 @@ fn execute(runtime: &Runtime, command: Command, systemd_cgroup: bool) -> runtime
             }
             if let Some(v) = cpu_period {
                 set("cpu", "period", v.into());
+            }
+            if let Some(v) = cpu_rt_period {
+                set("cpu", "realtimePeriod", v.into());
+            }
+            if let Some(v) = cpu_rt_runtime {
+                set("cpu", "realtimeRuntime", v.into());
             }
             if let Some(v) = cpuset_cpus {
                 set("cpu", "cpus", v.into());
@@ -541,6 +565,10 @@ fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
     if !args.cgroup.is_empty() {
         return Err(invalid("--cgroup is not supported yet: exec processes join the container's own cgroup".into()));
     }
+    // Runtime::exec re-executes the runtime from a sealed copy of its
+    // binary, which starts `main` again. Do it now, before --process is
+    // read: a pipe (`-p <(...)`) can be read only once.
+    runtime::sealed_exe::ensure()?;
     let process = match &args.process {
         Some(path) => {
             if !args.command.is_empty() {
@@ -548,8 +576,14 @@ fn exec(runtime: &Runtime, args: ExecArgs) -> runtime::Result<i32> {
             }
             let text = std::fs::read_to_string(path)
                 .map_err(|err| runtime::Error::io(format!("read {}", path.display()), err))?;
-            let mut json = serde_json::Deserializer::from_str(&text);
-            serde_path_to_error::deserialize::<_, oci_spec::runtime::Process>(&mut json).map_err(|err| {
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|err| invalid(format!("{}: not valid JSON: {err}", path.display())))?;
+            // As with runc, a process file without "user" runs as root:
+            // the file describes one exec, not a container's whole config.
+            if let Some(object) = value.as_object_mut() {
+                object.entry("user").or_insert_with(|| serde_json::json!({ "uid": 0, "gid": 0 }));
+            }
+            serde_path_to_error::deserialize::<_, oci_spec::runtime::Process>(value).map_err(|err| {
                 invalid(format!("{}: invalid value for \"{}\": {}", path.display(), err.path(), err.inner()))
             })?
         }
@@ -662,11 +696,19 @@ fn events(runtime: &Runtime, id: &str, once: bool, interval: &str) -> runtime::R
         ))
     })?;
     let cgroup = runtime.cgroup(id)?;
+    /// One line of output. The fields are written in runc's order (type,
+    /// id, data): a serde_json map would sort them, and scripts match the
+    /// start of the line, such as `{"type":"oom","id":"ID"}`.
+    #[derive(serde::Serialize)]
+    struct Event<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<serde_json::Value>,
+    }
     let print = |kind: &str, data: Option<serde_json::Value>| -> runtime::Result<()> {
-        let mut event = serde_json::json!({ "type": kind, "id": id });
-        if let Some(data) = data {
-            event["data"] = data;
-        }
+        let event = serde_json::to_string(&Event { kind, id, data }).expect("event serialises");
         let mut out = std::io::stdout().lock();
         writeln!(out, "{event}")
             .and_then(|()| out.flush())

@@ -416,7 +416,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut logger = match Logger::init(cli.log.as_deref(), LogFormat::Text, cli.debug) {
+    let mut logger = match Logger::init(cli.log.as_deref(), LogFormat::Text, cli.debug, None) {
         Ok(logger) => logger,
         Err(message) => {
             eprintln!("{PROGRAM}: {message}");

@@ -228,11 +228,13 @@ impl Cgroup {
     /// was delegated to it: a hierarchy it may not write is left out, and
     /// `rootless_skipped` records that. Limits then fail in [`Cgroup::apply`].
     pub fn create(relative: &Path) -> Result<Cgroup> {
+        let hierarchies = hierarchies()?;
+        check_not_frozen(&hierarchies, relative)?;
         let mut cgroup = Cgroup::default();
         // SAFETY: geteuid has no arguments and cannot fail.
         let rootless = unsafe { libc::geteuid() } != 0;
         let result = (|| {
-            for hierarchy in hierarchies()? {
+            for hierarchy in hierarchies {
                 let path = hierarchy.mount_point.join(relative);
                 if rootless && !may_create(&hierarchy.mount_point, relative) {
                     tracing::debug!(cgroup = %path.display(), "no delegated cgroup for this user: left out");
@@ -253,11 +255,27 @@ impl Cgroup {
             Ok(())
         })();
         match result {
-            Ok(()) => Ok(cgroup),
+            Ok(()) => {
+                cgroup.warn_if_occupied();
+                Ok(cgroup)
+            }
             Err(err) => {
                 let _ = cgroup.remove();
                 Err(err)
             }
+        }
+    }
+
+    /// Warns when processes are already in the cgroup: another container or
+    /// program given the same `linux.cgroupsPath` shares its limits, and
+    /// `delete` of this container kills them too.
+    fn warn_if_occupied(&self) {
+        let occupied = self.dirs.iter().map(|(_, dir)| (dir, procs(dir).len())).find(|(_, count)| *count > 0);
+        if let Some((dir, count)) = occupied {
+            tracing::warn!(
+                "container's cgroup is not empty: {} already contains {count} processes, which will share the container's limits and be killed by its delete",
+                dir.display()
+            );
         }
     }
 
@@ -542,6 +560,36 @@ pub fn signal_all(paths: &[PathBuf], signal: i32) -> Result<()> {
             if err.raw_os_error() != Some(libc::ESRCH) {
                 return Err(Error::io(format!("send signal {signal} to pid {pid}"), err));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Fails when the cgroup at `relative`, or the closest ancestor that
+/// exists, is frozen. A process placed there would stop before it runs
+/// anything, and `create` would wait for it forever. Nothing is created or
+/// changed, so the cgroup stays as its owner left it.
+fn check_not_frozen(hierarchies: &[Hierarchy], relative: &Path) -> Result<()> {
+    for hierarchy in hierarchies.iter().filter(|h| h.unified || h.has("freezer")) {
+        let mut dir = hierarchy.mount_point.join(relative);
+        while !dir.is_dir() {
+            if !dir.pop() {
+                break;
+            }
+        }
+        // The v1 freezer.state of a cgroup below a frozen one reads FROZEN
+        // too. On v2, cgroup.events reports "frozen 1" for the same case.
+        let frozen = if hierarchy.unified {
+            fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|events| events.lines().any(|l| l == "frozen 1"))
+        } else {
+            fs::read_to_string(dir.join("freezer.state")).is_ok_and(|state| state.trim() != "THAWED")
+        };
+        if frozen {
+            let thaw = if hierarchy.unified { "write 0 to its cgroup.freeze" } else { "write THAWED to its freezer.state" };
+            return Err(Error::InvalidArgument(format!(
+                "container's cgroup unexpectedly frozen: {} would stop the init before it runs; {thaw}, or choose another \"linux.cgroupsPath\"",
+                dir.display()
+            )));
         }
     }
     Ok(())

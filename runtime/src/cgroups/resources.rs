@@ -238,11 +238,18 @@ fn apply_memory(cgroup: &Cgroup, memory: &LinuxMemory, phase: Phase) -> Result<(
     if let Some(value) = memory.limit() {
         let written = set("memory.limit", dir, "memory.limit_in_bytes", value);
         // v1 keeps the memory limit at or below memory+swap: when both
-        // grow, memory+swap must be raised first.
+        // grow, memory+swap must be raised first. A limit lifted to -1
+        // with no swap given lifts memory+swap too, as in runc, because a
+        // lower memory+swap limit would keep memory limited anyway.
+        let einval = |err: &Error| err.raw_os_error() == Some(libc::EINVAL);
         match (written, memory.swap()) {
             (Ok(()), _) => {}
-            (Err(err), Some(swap)) if err.raw_os_error() == Some(libc::EINVAL) => {
+            (Err(err), Some(swap)) if einval(&err) => {
                 set_memsw(dir, swap)?;
+                set("memory.limit", dir, "memory.limit_in_bytes", value)?;
+            }
+            (Err(err), None) if einval(&err) && value == -1 && dir.join("memory.memsw.limit_in_bytes").exists() => {
+                set("memory.swap", dir, "memory.memsw.limit_in_bytes", -1)?;
                 set("memory.limit", dir, "memory.limit_in_bytes", value)?;
             }
             (Err(err), _) => return Err(err),
@@ -328,11 +335,24 @@ fn apply_cpu(cgroup: &Cgroup, cpu: &LinuxCpu) -> Result<()> {
             if let Some(shares) = cpu.shares().filter(|&s| s > 0) {
                 set("cpu.shares", dir, "cpu.shares", shares)?;
             }
+            let quota = cpu.quota().filter(|&q| q != 0);
+            let mut period_pending = None;
             if let Some(period) = cpu.period().filter(|&p| p > 0) {
-                set("cpu.period", dir, "cpu.cfs_period_us", period)?;
+                // A shorter period raises the share of the old quota, which
+                // the kernel rejects (EINVAL) when a parent's limit is lower.
+                // With a new quota coming, write that first and the period
+                // after it.
+                match set("cpu.period", dir, "cpu.cfs_period_us", period) {
+                    Ok(()) => {}
+                    Err(err) if err.raw_os_error() == Some(libc::EINVAL) && quota.is_some() => period_pending = Some(period),
+                    Err(err) => return Err(err),
+                }
             }
-            if let Some(quota) = cpu.quota().filter(|&q| q != 0) {
+            if let Some(quota) = quota {
                 set("cpu.quota", dir, "cpu.cfs_quota_us", quota)?;
+            }
+            if let Some(period) = period_pending {
+                set("cpu.period", dir, "cpu.cfs_period_us", period)?;
             }
             if let Some(burst) = cpu.burst() {
                 set("cpu.burst", dir, "cpu.cfs_burst_us", burst)?;

@@ -167,6 +167,22 @@ impl Assembler {
     }
 }
 
+/// Splits a rule's argument conditions into alternatives: the rule applies
+/// when every condition of one group holds. The conditions form one group
+/// (all must hold) unless two of them test the same argument. Then each
+/// condition is a group of its own, so that `arg0 == 1` and `arg0 == 2`
+/// mean either value, as in runc and libseccomp-based runtimes, instead of
+/// a rule that can never match.
+fn condition_groups(args: &[LinuxSeccompArg]) -> Vec<Vec<&LinuxSeccompArg>> {
+    let mut seen = std::collections::HashSet::new();
+    let repeats_index = args.iter().any(|arg| !seen.insert(arg.index()));
+    if repeats_index {
+        args.iter().map(|arg| vec![arg]).collect()
+    } else {
+        vec![args.iter().collect()]
+    }
+}
+
 /// Emits the test of one argument condition: falls through when it is true,
 /// jumps to `fail` when it does not. 64-bit values are compared as high
 /// and low 32-bit words.
@@ -289,6 +305,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
             }
         }
         let args = rule.args().clone().unwrap_or_default();
+        let alternatives = condition_groups(&args);
         for name in rule.names() {
             let Some(nr) = syscall_number(name) else {
                 tracing::debug!(syscall = %name, "seccomp: syscall unknown on x86_64, skipped");
@@ -298,14 +315,16 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Filter> {
             if action == default_action {
                 continue;
             }
-            let next = asm.new_label();
-            asm.load(DATA_NR);
-            asm.jump_unless_eq(nr, next);
-            for arg in &args {
-                emit_condition(&mut asm, arg, next)?;
+            for group in &alternatives {
+                let next = asm.new_label();
+                asm.load(DATA_NR);
+                asm.jump_unless_eq(nr, next);
+                for arg in group {
+                    emit_condition(&mut asm, arg, next)?;
+                }
+                asm.ret(action);
+                asm.bind(next);
             }
-            asm.ret(action);
-            asm.bind(next);
         }
     }
 
