@@ -485,8 +485,11 @@ pub fn controller_site_at(controller: &str, relative: &Path) -> ControllerSite {
     if cgroup_v2_only() {
         return ControllerSite::V2(Path::new("/sys/fs/cgroup").join(relative));
     }
+    // A v1 hierarchy of its own, not just a directory of that name: tools
+    // that find no such hierarchy sometimes make one on the tmpfs.
     let own = Path::new("/sys/fs/cgroup").join(controller);
-    if own.is_dir() {
+    let v1_mount = nix::sys::statfs::statfs(&own).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC);
+    if v1_mount {
         ControllerSite::V1(own.join(relative))
     } else {
         ControllerSite::V2(Path::new("/sys/fs/cgroup/unified").join(relative))
