@@ -268,7 +268,7 @@ cp "$repo/target/release/conman-runtime" "$repo/target/release/conman" "$BENCH_W
 
 echo "work directory: $BENCH_WORK, container ids: ${BENCH_PREFIX}-*, results: $out"
 load=$(cut -d' ' -f1 /proc/loadavg)
-if awk -v load="$load" 'BEGIN { exit !(load > 0.5) }'; then
+if awk -v average="$load" 'BEGIN { exit !(average > 0.5) }'; then
 	echo "warning: the 1-minute load average is $load; other work on the host makes the figures noisy" >&2
 fi
 
@@ -405,8 +405,8 @@ add_command() { # name command [prepare]
 	hyperfine_args+=("$2")
 }
 
-run_group() { # group
-	echo "measuring: $1 (${RUNS} runs per command)"
+run_group() { # group [runs per command]
+	echo "measuring: $1 (${2:-$RUNS} runs per command)"
 	if ! hyperfine -N --style none --runs 1 --warmup "$WARMUP" \
 		--export-json "$out/$1.json" "${hyperfine_args[@]}"; then
 		echo "hyperfine failed in group $1: a timed command or its prepare command failed; the end of the prepare log:" >&2
@@ -510,7 +510,6 @@ run_group manager
 
 # podman run --rm with each runtime, against conman run --rm.
 if [ ${#podman[@]} -gt 0 ]; then
-	echo "podman group: ${PODMAN_RUNS} runs per command"
 	podman_names=(conman)
 	for name in "${runtimes[@]}"; do
 		podman_names+=("podman-$name")
@@ -524,7 +523,7 @@ if [ ${#podman[@]} -gt 0 ]; then
 			esac
 		done
 	done
-	run_group podman
+	run_group podman "$PODMAN_RUNS"
 fi
 
 # ---------------------------------------------------------------------------

@@ -113,6 +113,29 @@ fn no_pivot_runs() {
     assert!(out.stdout.starts_with("/bin/busybox\n"), "{out}");
 }
 
+/// Without pivot_root the host's /proc would stay in the container's mount
+/// namespace below the chroot, fully visible, which lets a process with
+/// CAP_SYS_ADMIN in a new user namespace mount a fresh procfs.
+#[test]
+fn no_pivot_hides_host_proc() {
+    let rt = Runtime::new();
+    let script = "unshare -mrpf sh -c 'mount -t proc none /proc && echo mounted' 2>&1; echo done";
+    let mut bundle = Bundle::with_args(&rt, &["sh", "-c", script]);
+    bundle.edit(|config| {
+        for set in ["bounding", "permitted", "effective"] {
+            let list = config["process"]["capabilities"][set].as_array_mut().expect("capability set");
+            list.push("CAP_SETFCAP".into());
+        }
+    });
+
+    let out = run(&rt, &bundle, "no-pivot-proc", &["--no-pivot"]);
+
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("done"), "{out}");
+    assert!(!out.stdout.contains("mounted"), "a new procfs was mounted: {out}");
+    assert!(out.stdout.contains("ermission denied"), "{out}");
+}
+
 /// Without --no-new-keyring the container gets a session keyring named
 /// after it; with the flag it keeps the caller's.
 #[test]

@@ -310,7 +310,10 @@ impl Manager {
         Error::WrongState {
             name: info.entry.record.name.clone(),
             status: info.status.to_string(),
-            message: "the container is not running".into(),
+            message: match info.status {
+                Status::Created => "the container is not running; start it with `conman start`".into(),
+                _ => "the container is not running".into(),
+            },
         }
     }
 

@@ -672,6 +672,7 @@ pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool, sh
         return Ok(());
     }
     if no_pivot {
+        hide_outside_proc_and_sys(rootfs)?;
         let path = cstring(rootfs)?;
         nix::unistd::fchdir(root.as_raw_fd()).context(|| format!("chdir {}", rootfs.display()))?;
         mount(Some(&path), "/", None, libc::MS_MOVE, None).context(|| "move rootfs to /".to_owned())?;
@@ -701,6 +702,38 @@ pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool, sh
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH).context(|| "unmount old root".to_owned())?;
     nix::unistd::chdir("/").context(|| "chdir /".to_owned())?;
     restore_propagation(spec)
+}
+
+/// Unmounts every procfs and sysfs mount outside `rootfs`, or covers it with
+/// an empty read-only tmpfs where it cannot be unmounted. Without
+/// pivot_root, the mounts of the old root stay in the container's mount
+/// namespace beneath its chroot. The kernel lets a process with
+/// CAP_SYS_ADMIN in a new user namespace mount a procfs or sysfs only when
+/// a fully visible one exists in its mount namespace, and the container's
+/// own, with its masked paths, is not fully visible.
+fn hide_outside_proc_and_sys(rootfs: &Path) -> Result<()> {
+    let text = fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo".to_owned())?;
+    let mut targets: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let point = PathBuf::from(crate::cgroups::unescape_mountinfo(left.split(' ').nth(4)?));
+            (matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs)).then_some(point)
+        })
+        .collect();
+    // Deepest first, so that a mount below another is handled before it.
+    targets.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    targets.dedup();
+    for target in &targets {
+        if nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH).is_ok() {
+            continue;
+        }
+        let target_str = target.to_string_lossy();
+        mount(Some(c"tmpfs"), &target_str, Some(c"tmpfs"), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, Some(c"size=0"))
+            .context(|| format!("cover {} with an empty tmpfs before the chroot", target.display()))?;
+    }
+    Ok(())
 }
 
 /// Returns the mount point of the mount that contains `path`: the longest

@@ -210,7 +210,7 @@ impl CreateArgs {
             .collect();
             if !rejected.is_empty() {
                 return Err(invalid(&format!(
-                    "--bundle cannot be combined with {}: the bundle's config.json sets the container's root filesystem and network",
+                    "--bundle cannot be combined with {}: the bundle's config.json sets the container's root filesystem and network; change them there",
                     rejected.join(", ")
                 )));
             }
