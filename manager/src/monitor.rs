@@ -380,6 +380,9 @@ impl<'a> Monitor<'a> {
             bundle: self.entry.dir.clone(),
             console_socket: console.as_ref().map(|c| c.path.clone()),
             reaper_init: self.entry.record.init,
+            // conman's main re-executed from the protected view when the
+            // container needs it.
+            no_reexec: true,
             ..runtime::CreateOptions::default()
         };
         let overlay = self.entry.record.rootfs_overlay.as_deref();

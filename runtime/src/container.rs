@@ -41,6 +41,12 @@ pub struct CreateOptions {
     /// option, and `conman-runtime`'s command line does not offer it:
     /// `conman run --init` sets it.
     pub reaper_init: bool,
+    /// The caller decided at the start of `main` whether to re-execute from
+    /// a protected view of its binary ([`crate::sealed_exe::ensure`]), and
+    /// `create` must not re-execute the process, which would restart the
+    /// caller's `main` in the middle of its work. `create` fails instead
+    /// when the container needs the protected view and the process lacks it.
+    pub no_reexec: bool,
 }
 
 /// The runtime: a state root and the operations on containers in it.
@@ -73,10 +79,20 @@ enum Console {
 fn protect_binary_for(options: &CreateOptions) -> Result<()> {
     let needed = options.reaper_init
         || spec::load(&options.bundle.join("config.json")).map_or(true, |spec| crate::sealed_exe::init_needs_protection(&spec));
-    if needed {
-        crate::sealed_exe::ensure()?;
+    if !needed {
+        return Ok(());
     }
-    Ok(())
+    if !options.no_reexec {
+        return crate::sealed_exe::ensure();
+    }
+    if crate::sealed_exe::runs_protected_binary() || crate::sealed_exe::fallback_taken() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(
+        "the container needs the runtime to run from a protected view of its binary, which this process does not: \
+         call sealed_exe::ensure() at the start of main for such containers"
+            .into(),
+    ))
 }
 
 impl Runtime {
@@ -90,9 +106,10 @@ impl Runtime {
     /// waiting for `start`. Returns the init's pid as seen from the host.
     ///
     /// Like `run` and `exec`, it first re-executes the process from a
-    /// protected view of its binary unless it runs from one already or the
-    /// spec does not need one ([`crate::sealed_exe`]): a program that embeds
-    /// the runtime calls `sealed_exe::ensure` at the start of `main`.
+    /// protected view of its binary, unless it runs from one already or the
+    /// spec does not need one ([`crate::sealed_exe`]). A program that embeds
+    /// the runtime calls `sealed_exe::ensure` at the start of `main`, or sets
+    /// `no_reexec`.
     pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
         protect_binary_for(options)?;
         let console = match &options.console_socket {
@@ -705,4 +722,52 @@ fn wait_gone(pid: i32, start_time: u64, timeout: Duration) -> Result<()> {
         pause = (pause * 2).min(Duration::from_millis(10));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a bundle whose init has CAP_SYS_PTRACE, so it needs the
+    /// protected view, and returns its directory.
+    fn ptrace_bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("create a bundle directory");
+        let mut config = crate::spec::default_config(false, 0, 0);
+        config["process"]["capabilities"]["bounding"]
+            .as_array_mut()
+            .expect("bounding set")
+            .push("CAP_SYS_PTRACE".into());
+        std::fs::write(dir.path().join("config.json"), config.to_string()).expect("write config.json");
+        dir
+    }
+
+    #[test]
+    fn no_reexec_rejects_unprotected_binary() {
+        let bundle = ptrace_bundle();
+        let options = CreateOptions {
+            bundle: bundle.path().to_owned(),
+            no_reexec: true,
+            ..CreateOptions::default()
+        };
+
+        // The test binary runs from a writable file, and nothing called
+        // sealed_exe::ensure in this process.
+        let err = protect_binary_for(&options).expect_err("an unprotected process must not create this container");
+
+        assert!(err.to_string().contains("protected view"), "{err}");
+    }
+
+    #[test]
+    fn no_reexec_accepts_unexposed_init() {
+        let dir = tempfile::tempdir().expect("create a bundle directory");
+        let config = crate::spec::default_config(false, 0, 0);
+        std::fs::write(dir.path().join("config.json"), config.to_string()).expect("write config.json");
+        let options = CreateOptions {
+            bundle: dir.path().to_owned(),
+            no_reexec: true,
+            ..CreateOptions::default()
+        };
+
+        assert!(protect_binary_for(&options).is_ok());
+    }
 }

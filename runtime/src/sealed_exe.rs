@@ -77,6 +77,7 @@ pub fn ensure() -> Result<()> {
             // NOTE: without a protected view, only non-dumpable protects the
             // binary, which is enough for containers without CAP_SYS_PTRACE.
             tracing::warn!(error = %err, "cannot run from a sealed copy of the runtime binary");
+            FALLBACK_TAKEN.store(true, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
     };
@@ -228,6 +229,16 @@ pub fn runs_protected_binary() -> bool {
     // SAFETY: initialised by the successful call above.
     let stat = unsafe { stat.assume_init() };
     stat.f_flag & libc::ST_RDONLY != 0
+}
+
+/// Set when [`ensure`] could make no protected view and went on from the
+/// binary; processes forked afterwards inherit it.
+static FALLBACK_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reports whether [`ensure`] went on from the unprotected binary, with a
+/// warning, because it could make no protected view.
+pub fn fallback_taken() -> bool {
+    FALLBACK_TAKEN.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Returns an O_PATH descriptor of a read-only bind mount of the running

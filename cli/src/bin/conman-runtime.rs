@@ -93,6 +93,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             // runc has no --init: the container's program is its pid 1.
             reaper_init: false,
+            no_reexec: false,
         }
     }
 }

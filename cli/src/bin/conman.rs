@@ -195,6 +195,14 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
+    /// Reports whether the container may need the runtime to run from a
+    /// protected view of its binary: with flags that can give it
+    /// CAP_SYS_PTRACE, a reaper init that never calls execve, or a bundle's
+    /// own configuration.
+    fn may_need_protected_binary(&self) -> bool {
+        self.init || self.bundle.is_some() || self.settings.privileged || !self.settings.cap_add.is_empty()
+    }
+
     fn into_options(self) -> manager::Result<RunOptions> {
         let invalid = |message: &str| manager::Error::InvalidArgument(message.to_owned());
         if self.bundle.is_some() {
@@ -423,11 +431,16 @@ fn main() -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    let starts_processes = matches!(
-        cli.command,
-        Command::Run { .. } | Command::Create { .. } | Command::Start { .. } | Command::Restart { .. } | Command::Exec { .. }
-    );
-    if starts_processes {
+    let needs_protected_binary = match &cli.command {
+        // conman's own configuration of a plain `run` (a new pid namespace,
+        // podman's default capabilities, no CAP_SYS_PTRACE, no hooks) needs
+        // no protected view (see runtime::sealed_exe). The runtime checks
+        // the generated config.json again and fails the run if it does.
+        Command::Run { create, .. } => create.may_need_protected_binary(),
+        Command::Create { .. } | Command::Start { .. } | Command::Restart { .. } | Command::Exec { .. } => true,
+        _ => false,
+    };
+    if needs_protected_binary {
         // These commands reach the runtime's create or exec, here or in the
         // monitor they fork, which would otherwise re-execute the process
         // from a sealed copy of its binary in the middle of the command,
