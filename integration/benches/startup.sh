@@ -496,14 +496,22 @@ if [ -e "$BENCH_WORK/bundle-seccomp/config.json" ]; then
 	run_group run-seccomp-memory-limit
 fi
 
-# conman run --rm (the manager) against conman-runtime run.
+# conman run --rm (the manager) against conman-runtime run, of the bundle
+# above and of a bundle with the config.json that conman generates itself
+# (podman's capabilities and seccomp profile, a writable root), so that the
+# difference between the last two is the manager's own work.
+manager_id=$("$conman" --root "$manager_root" create --rootfs "$rootfs" -- /bin/true)
+manager_config=$(ls "$manager_root"/containers/"$manager_id"*/config.json)
+mkdir -p "$BENCH_WORK/bundle-conman"
+jq --arg rootfs "$rootfs" '.root.path = $rootfs' "$manager_config" >"$BENCH_WORK/bundle-conman/config.json"
+"$conman" --root "$manager_root" rm "$manager_id" >/dev/null
 for ((i = 1; i <= RUNS; i++)); do
-	for name in $(rotate "$i" conman conman-runtime); do
-		if [ "$name" = conman ]; then
-			add_command conman "$(printf '%q ' "$conman" --root "$manager_root" run --rm --rootfs "$rootfs" -- /bin/true)"
-		else
-			add_command conman-runtime "$(rt_string conman-runtime run --bundle "$BENCH_WORK/bundle-true" "$(container_id manager conman-runtime "$i")")"
-		fi
+	for name in $(rotate "$i" conman conman-runtime conman-runtime-same-config); do
+		case "$name" in
+		conman) add_command conman "$(printf '%q ' "$conman" --root "$manager_root" run --rm --rootfs "$rootfs" -- /bin/true)" ;;
+		conman-runtime) add_command conman-runtime "$(rt_string conman-runtime run --bundle "$BENCH_WORK/bundle-true" "$(container_id manager conman-runtime "$i")")" ;;
+		*) add_command "$name" "$(rt_string conman-runtime run --bundle "$BENCH_WORK/bundle-conman" "$(container_id manager-config conman-runtime "$i")")" ;;
+		esac
 	done
 done
 run_group manager
@@ -642,7 +650,7 @@ summarize_tsv() { # file header column
 	done
 	echo "## manager"
 	echo
-	summarize_group "$out/manager.json" conman-runtime
+	summarize_group "$out/manager.json" conman-runtime conman-runtime-same-config
 	echo
 	if [ -e "$out/podman.json" ]; then
 		echo "## podman"
