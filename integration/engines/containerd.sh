@@ -53,13 +53,8 @@ containerd_teardown() {
         "${CTR_BASE[@]}" containers rm "$id" >/dev/null 2>&1
     done
     "${CTR_BASE[@]}" images rm "$IMAGE" >/dev/null 2>&1
-    if [ -n "${CONTAINERD_PID:-}" ]; then
-        kill "$CONTAINERD_PID" 2>/dev/null
-        wait "$CONTAINERD_PID" 2>/dev/null
-    fi
-    grep -F " $WORK/containerd/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
-        umount -l "$m"
-    done
+    stop_daemon "${CONTAINERD_PID:-}"
+    unmount_under "$WORK/containerd"
     # ctr puts each container in the cgroup /NAMESPACE/ID.
     remove_cgroup_parent conman-engines
 }
@@ -147,26 +142,14 @@ containerd_sc_read_only() {
 }
 
 containerd_sc_mounts() {
-    local share=$WORK/share-containerd-$RT out ok=0
-    mkdir -p "$share/ro" "$share/rw"
-    echo "from the host" > "$share/ro/greeting"
-    rm -f "$share/rw/written"
+    local share=$WORK/share-containerd-$RT out
+    make_mount_share "$share"
     out=$(E run --rm "${RUN_OPTS[@]}" \
         --mount type=tmpfs,src=tmpfs,dst=/scratch,options=size=1m \
         --mount "type=bind,src=$share/ro,dst=/data,options=rbind:ro" \
         --mount "type=bind,src=$share/rw,dst=/out,options=rbind:rw" \
-        "$IMAGE" "$(new_id)" sh -c '
-            grep " /scratch " /proc/mounts | cut -d" " -f3,4
-            cat /data/greeting
-            touch /data/new 2>/dev/null && echo "ro bind writable" || echo "ro bind rejects writes"
-            echo "from the container" > /out/written') || return 1
-    echo "$out"
-    expect_contains "$out" "tmpfs rw," "tmpfs at /scratch" || ok=1
-    expect_contains "$out" "size=1024k" "tmpfs size option" || ok=1
-    expect_contains "$out" "from the host" "read-only bind content" || ok=1
-    expect_contains "$out" "ro bind rejects writes" || ok=1
-    expect_eq "from the container" "$(cat "$share/rw/written" 2>/dev/null)" "read-write bind" || ok=1
-    return $ok
+        "$IMAGE" "$(new_id)" sh -c "$MOUNTS_PROBE") || return 1
+    expect_mounts "$out" "$share"
 }
 
 # ctr mounts no cgroup filesystem in the container, so the limit is read

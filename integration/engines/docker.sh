@@ -43,13 +43,8 @@ docker_teardown() {
         # shellcheck disable=SC2086
         "${DOCKER_BASE[@]}" rm -f $ids >/dev/null 2>&1
     fi
-    if [ -n "${DOCKERD_PID:-}" ]; then
-        kill "$DOCKERD_PID" 2>/dev/null
-        wait "$DOCKERD_PID" 2>/dev/null
-    fi
-    grep -F " $WORK/docker/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
-        umount -l "$m"
-    done
+    stop_daemon "${DOCKERD_PID:-}"
+    unmount_under "$WORK/docker"
     remove_cgroup_parent conman-engines-docker
 }
 

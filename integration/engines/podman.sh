@@ -21,9 +21,7 @@ podman_teardown() {
     "${PODMAN_BASE[@]}" rm -af -t 0 >/dev/null 2>&1
     "${PODMAN_BASE[@]}" system reset -f >/dev/null 2>&1
     # Anything still mounted under the store (overlay layers, shm) goes too.
-    grep -F " $WORK/podman/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
-        umount -l "$m"
-    done
+    unmount_under "$WORK/podman"
     remove_cgroup_parent conman-engines-podman
 }
 

@@ -96,6 +96,23 @@ EOF
     echo "$dir/$name"
 }
 
+# unmount_under DIR: lazily unmounts every mount below DIR, deepest first:
+# what an engine's store leaves mounted (overlay layers, shm).
+unmount_under() {
+    grep -F " $1/" /proc/self/mountinfo | cut -d' ' -f5 | sort -r | while read -r m; do
+        umount -l "$m"
+    done
+}
+
+# stop_daemon PID: sends SIGTERM to an engine daemon this script started,
+# and waits for it. An empty PID does nothing.
+stop_daemon() {
+    [ -n "$1" ] || return 0
+    kill "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    return 0
+}
+
 # remove_cgroup_parent NAME: removes the empty cgroup directory NAME, and
 # the empty directories below it, from the top of every hierarchy. The
 # engines create such a parent for their containers and leave it behind.

@@ -46,17 +46,26 @@ sc_read_only() {
     expect_contains "$out" "Read-only file system" && expect_contains "$out" "touch exit 1"
 }
 
-sc_mounts() {
-    local share=$WORK/share-$RT out ok=0
-    mkdir -p "$share/ro" "$share/rw"
-    echo "from the host" > "$share/ro/greeting"
-    rm -f "$share/rw/written"
-    out=$(E run --rm "${RUN_OPTS[@]}" --tmpfs /scratch:size=1m \
-        -v "$share/ro:/data:ro" -v "$share/rw:/out" "$IMAGE" sh -c '
+# make_mount_share DIR: a read-only source with a greeting and an empty
+# read-write one, for the mount scenarios.
+make_mount_share() {
+    mkdir -p "$1/ro" "$1/rw"
+    echo "from the host" > "$1/ro/greeting"
+    rm -f "$1/rw/written"
+}
+
+# The script that the mount scenarios run in the container, with a tmpfs at
+# /scratch, the read-only share at /data and the read-write one at /out.
+MOUNTS_PROBE='
             grep " /scratch " /proc/mounts | cut -d" " -f3,4
             cat /data/greeting
             touch /data/new 2>/dev/null && echo "ro bind writable" || echo "ro bind rejects writes"
-            echo "from the container" > /out/written') || return 1
+            echo "from the container" > /out/written'
+
+# expect_mounts OUTPUT SHARE: checks the output of MOUNTS_PROBE and the file
+# it wrote into the share.
+expect_mounts() {
+    local out=$1 share=$2 ok=0
     echo "$out"
     expect_contains "$out" "tmpfs rw," "tmpfs at /scratch" || ok=1
     expect_contains "$out" "size=1024k" "tmpfs size option" || ok=1
@@ -64,6 +73,14 @@ sc_mounts() {
     expect_contains "$out" "ro bind rejects writes" || ok=1
     expect_eq "from the container" "$(cat "$share/rw/written" 2>/dev/null)" "read-write bind" || ok=1
     return $ok
+}
+
+sc_mounts() {
+    local share=$WORK/share-$RT out
+    make_mount_share "$share"
+    out=$(E run --rm "${RUN_OPTS[@]}" --tmpfs /scratch:size=1m \
+        -v "$share/ro:/data:ro" -v "$share/rw:/out" "$IMAGE" sh -c "$MOUNTS_PROBE") || return 1
+    expect_mounts "$out" "$share"
 }
 
 # Reads the limits through the container's own /sys/fs/cgroup: the v1

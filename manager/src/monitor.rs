@@ -507,7 +507,9 @@ impl<'a> Monitor<'a> {
 
             if !revents[0].is_empty() {
                 while let Ok(Some(_)) = self.signals.read_signal() {}
-                if let Some(code) = self.reap(run.pid) {
+                // The monitor is the subreaper: the other children it reaps are the
+                // container's orphans.
+                if let Some(code) = runtime::reaper::reap_children(run.pid) {
                     exit_code = Some(code);
                     drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
                 }
@@ -558,24 +560,6 @@ impl<'a> Monitor<'a> {
         self.stdin = None;
         self.pty = None;
         exit_code.unwrap_or(255)
-    }
-
-    /// Reaps every exited child; returns the init's exit code when it is
-    /// among them. Other children are the container's orphans, which the
-    /// monitor adopts as subreaper.
-    fn reap(&self, init: i32) -> Option<i32> {
-        let mut init_code = None;
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid out-parameter.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return init_code;
-            }
-            if pid == init {
-                init_code = Some(runtime::container::exit_code(status));
-            }
-        }
     }
 
     fn output(&mut self, stream: Stream, data: &[u8]) {

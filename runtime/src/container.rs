@@ -73,20 +73,23 @@ enum Console {
 }
 
 /// Re-executes the runtime from a protected view of its binary when the
-/// container in `options` needs one. A config that cannot be read counts as
-/// needing it; `create` then reports the error from the protected process.
-/// A reaper init never calls execve, so it always needs one.
-fn protect_binary_for(options: &CreateOptions) -> Result<()> {
-    let needed = options.reaper_init
-        || spec::load(&options.bundle.join("config.json")).map_or(true, |spec| crate::sealed_exe::init_needs_protection(&spec));
+/// container in `options` needs one, and returns the bundle's spec for the
+/// caller to go on with. A config that cannot be read counts as needing
+/// the view and returns no spec; `create` then reports the error from the
+/// protected process. A reaper init never calls execve, so it always needs
+/// the view.
+fn protect_binary_for(options: &CreateOptions) -> Result<Option<oci_spec::runtime::Spec>> {
+    let spec = spec::load(&options.bundle.join("config.json")).ok();
+    let needed = options.reaper_init || spec.as_ref().is_none_or(crate::sealed_exe::init_needs_protection);
     if !needed {
-        return Ok(());
+        return Ok(spec);
     }
     if !options.no_reexec {
-        return crate::sealed_exe::ensure();
+        crate::sealed_exe::ensure()?;
+        return Ok(spec);
     }
     if crate::sealed_exe::runs_protected_binary() || crate::sealed_exe::fallback_taken() {
-        return Ok(());
+        return Ok(spec);
     }
     Err(Error::InvalidArgument(
         "the container needs the runtime to run from a protected view of its binary, which this process does not: \
@@ -111,19 +114,24 @@ impl Runtime {
     /// the runtime calls `sealed_exe::ensure` at the start of `main`, or sets
     /// `no_reexec`.
     pub fn create(&self, id: &str, options: &CreateOptions) -> Result<Created> {
-        protect_binary_for(options)?;
+        let spec = protect_binary_for(options)?;
         let console = match &options.console_socket {
             Some(path) => Console::Socket(path.clone()),
             None => Console::None,
         };
-        self.create_with(id, options, console)
+        self.create_with(id, options, console, spec)
     }
 
-    fn create_with(&self, id: &str, options: &CreateOptions, console: Console) -> Result<Created> {
+    /// Creates the container; `loaded` is the bundle's spec when the caller
+    /// has read it already.
+    fn create_with(&self, id: &str, options: &CreateOptions, console: Console, loaded: Option<oci_spec::runtime::Spec>) -> Result<Created> {
         state::validate_id(id)?;
         let bundle = std::fs::canonicalize(&options.bundle)
             .context(|| format!("bundle {}", options.bundle.display()))?;
-        let mut spec = spec::load(&bundle.join("config.json"))?;
+        let mut spec = match loaded {
+            Some(spec) => spec,
+            None => spec::load(&bundle.join("config.json"))?,
+        };
         spec::check_supported(&spec)?;
         let notify_proxy = crate::notify_socket::host_socket().is_some();
         if notify_proxy {
@@ -538,8 +546,10 @@ impl Runtime {
     /// the exit status (128+N for a death by signal N). With `detach`,
     /// returns 0 once the container runs.
     pub fn run(&self, id: &str, options: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
-        protect_binary_for(options)?;
-        let spec = spec::load(&options.bundle.join("config.json"))?;
+        let spec = match protect_binary_for(options)? {
+            Some(spec) => spec,
+            None => spec::load(&options.bundle.join("config.json"))?,
+        };
         let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
         let console = match (&options.console_socket, terminal) {
             (Some(path), _) => Console::Socket(path.clone()),
@@ -552,7 +562,7 @@ impl Runtime {
             (None, false) => Console::None,
         };
         crate::wait::run_and_wait(self, id, options, detach, keep, |runtime, id, options| {
-            runtime.create_with(id, options, console)
+            runtime.create_with(id, options, console, Some(spec))
         })
     }
 }

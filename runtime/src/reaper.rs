@@ -111,9 +111,10 @@ fn reap_until_exit(program: libc::pid_t, signals: &libc::sigset_t) -> ! {
     }
 }
 
-/// Reaps every exited child; returns the program's exit code when it is
-/// among them.
-fn reap_children(program: libc::pid_t) -> Option<i32> {
+/// Reaps every exited child of the calling process without blocking, and
+/// returns the exit code of `program` (128+N after signal N) when it is
+/// among them. The other children are orphans that the caller adopted.
+pub fn reap_children(program: libc::pid_t) -> Option<i32> {
     let mut program_code = None;
     loop {
         let mut status = 0;
@@ -209,8 +210,8 @@ fn empty_signal_set() -> libc::sigset_t {
 /// Prints why the program could not be started on the container's stderr,
 /// the only channel left after `start`, and exits with 126 as a shell does
 /// for a program that cannot run.
-fn fail(what: &str, err: std::io::Error) -> ! {
-    let message = format!("conman-runtime: {what}: {err}\n");
+fn fail(operation: &str, err: std::io::Error) -> ! {
+    let message = format!("conman-runtime: {operation}: {err}\n");
     // SAFETY: write to stderr and exit without running destructors.
     unsafe {
         libc::write(2, message.as_ptr().cast(), message.len());

@@ -279,26 +279,12 @@ fn mount_entry(ctx: &RootfsContext, root: RawFd, entry: &Mount, idmap: Option<&O
 /// Applies mount attributes with mount_setattr(2) to the mount at
 /// `target`, and with `recursive` to every mount below it.
 fn set_mount_attributes(target: &OwnedFd, attrs: &crate::mounts::MountAttr, recursive: bool) -> Result<()> {
-    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: an empty path with AT_EMPTY_PATH, and a mount_attr of the
-    // size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            target.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            attrs as *const crate::mounts::MountAttr,
-            std::mem::size_of::<crate::mounts::MountAttr>(),
+    crate::sys::mount_setattr(target, attrs, recursive).map_err(|err| {
+        Error::io(
+            format!("set mount attributes (set {:#x}, clear {:#x})", attrs.attr_set, attrs.attr_clr),
+            err,
         )
-    };
-    if rc < 0 {
-        return Err(Error::last_os(format!(
-            "set mount attributes (set {:#x}, clear {:#x})",
-            attrs.attr_set, attrs.attr_clr
-        )));
-    }
-    Ok(())
+    })
 }
 
 /// Bind-mounts `source` on `target` as an id-mapped mount: a detached copy
@@ -306,21 +292,10 @@ fn set_mount_attributes(target: &OwnedFd, attrs: &crate::mounts::MountAttr, recu
 /// `userns` (mount_setattr with MOUNT_ATTR_IDMAP), then attached
 /// (move_mount). `recursive_idmap` maps the submounts too (`ridmap`).
 fn idmapped_bind(source: &Path, target: &OwnedFd, userns: &OwnedFd, recursive: bool, recursive_idmap: bool) -> Result<()> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
     const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
-    let source_c = cstring(source)?;
-    let mut open_flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    if recursive || recursive_idmap {
-        open_flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    // SAFETY: a valid path, and flags of open_tree(2).
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, source_c.as_ptr(), open_flags) };
-    if tree < 0 {
-        return Err(Error::last_os(format!("open_tree {}", source.display())));
-    }
-    // SAFETY: open_tree returned a new descriptor that nothing else owns.
-    let tree = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(tree as RawFd) };
+    let tree = crate::sys::open_tree_clone(source, recursive || recursive_idmap)
+        .map_err(|err| Error::io(format!("open_tree {}", source.display()), err))?;
     let attrs = crate::mounts::MountAttr {
         attr_set: crate::mounts::MOUNT_ATTR_IDMAP,
         userns_fd: userns.as_raw_fd() as u64,
@@ -709,18 +684,13 @@ pub fn enter_root(spec: &Spec, root: &OwnedFd, rootfs: &Path, no_pivot: bool, sh
 /// pivot_root, the mounts of the old root stay in the container's mount
 /// namespace beneath its chroot. The kernel lets a process with
 /// CAP_SYS_ADMIN in a new user namespace mount a procfs or sysfs only when
-/// a fully visible one exists in its mount namespace, and the container's
-/// own, with its masked paths, is not fully visible.
+/// a fully visible one exists in its mount namespace. The container's own,
+/// with its masked paths, is not fully visible, but the old root's would be.
 fn hide_outside_proc_and_sys(rootfs: &Path) -> Result<()> {
     let text = fs::read_to_string("/proc/self/mountinfo").context(|| "read /proc/self/mountinfo".to_owned())?;
-    let mut targets: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split(' ').next()?;
-            let point = PathBuf::from(crate::cgroups::unescape_mountinfo(left.split(' ').nth(4)?));
-            (matches!(fstype, "proc" | "sysfs") && !point.starts_with(rootfs)).then_some(point)
-        })
+    let mut targets: Vec<PathBuf> = crate::cgroups::mountinfo_entries(&text)
+        .filter(|(point, fstype, _)| matches!(*fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+        .map(|(point, _, _)| point)
         .collect();
     // Deepest first, so that a mount below another is handled before it.
     targets.sort_by_key(|point| std::cmp::Reverse(point.components().count()));

@@ -244,34 +244,12 @@ pub fn fallback_taken() -> bool {
 /// Returns an O_PATH descriptor of a read-only bind mount of the running
 /// binary that is attached to no mount namespace.
 fn read_only_mount() -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
-    // SAFETY: a valid C string and flags of open_tree(2).
-    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c"/proc/self/exe".as_ptr(), flags) };
-    if tree < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: open_tree returned a new descriptor that nothing else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as libc::c_int) };
+    let tree = crate::sys::open_tree_clone(std::path::Path::new("/proc/self/exe"), false)?;
     let attrs = crate::mounts::MountAttr {
         attr_set: crate::mounts::MOUNT_ATTR_RDONLY | crate::mounts::MOUNT_ATTR_NODEV | crate::mounts::MOUNT_ATTR_NOSUID,
         ..Default::default()
     };
-    // SAFETY: an empty path with AT_EMPTY_PATH, and a mount_attr of the
-    // size passed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attrs as *const crate::mounts::MountAttr,
-            std::mem::size_of::<crate::mounts::MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::mount_setattr(&tree, &attrs, false)?;
     Ok(tree)
 }
 

@@ -183,3 +183,44 @@ pub fn write_file(path: impl AsRef<Path>, data: &[u8]) -> Result<()> {
         )
     })
 }
+
+/// Calls open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at
+/// `path`, and with `recursive` of the mounts below it, attached to no
+/// mount namespace.
+pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: a valid C string and flags of open_tree(2).
+    let tree = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c_path.as_ptr(), flags) };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
+}
+
+/// Calls mount_setattr(2) on the mount of `target`, and with `recursive`
+/// on every mount below it.
+pub fn mount_setattr(target: &OwnedFd, attrs: &crate::mounts::MountAttr, recursive: bool) -> io::Result<()> {
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: an empty path with AT_EMPTY_PATH, and a mount_attr of the
+    // size passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            attrs as *const crate::mounts::MountAttr,
+            std::mem::size_of::<crate::mounts::MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

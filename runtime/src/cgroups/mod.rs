@@ -68,17 +68,7 @@ fn read_hierarchies() -> Result<Vec<Hierarchy>> {
 /// mount covers (at its own mount point or at a parent directory) is left
 /// out: mountinfo still lists it, but its path now leads to the later mount.
 fn parse_hierarchies(text: &str) -> Vec<Hierarchy> {
-    let mounts: Vec<(PathBuf, &str, &str)> = text
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut right_fields = right.split(' ');
-            let fstype = right_fields.next().unwrap_or("");
-            let super_options = right_fields.nth(1).unwrap_or("");
-            let mount_point = PathBuf::from(unescape_mountinfo(left.split(' ').nth(4)?));
-            Some((mount_point, fstype, super_options))
-        })
-        .collect();
+    let mounts: Vec<(PathBuf, &str, &str)> = mountinfo_entries(text).collect();
     let mut found: Vec<Hierarchy> = Vec::new();
     for (index, (mount_point, fstype, super_options)) in mounts.iter().enumerate() {
         if !matches!(*fstype, "cgroup" | "cgroup2") {
@@ -122,6 +112,19 @@ fn parse_hierarchies(text: &str) -> Vec<Hierarchy> {
         }
     }
     found
+}
+
+/// Parses the lines of a mountinfo text into (mount point, filesystem
+/// type, super options), skipping lines it cannot read.
+pub fn mountinfo_entries(text: &str) -> impl Iterator<Item = (PathBuf, &str, &str)> {
+    text.lines().filter_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut right_fields = right.split(' ');
+        let fstype = right_fields.next().unwrap_or("");
+        let super_options = right_fields.nth(1).unwrap_or("");
+        let mount_point = PathBuf::from(unescape_mountinfo(left.split(' ').nth(4)?));
+        Some((mount_point, fstype, super_options))
+    })
 }
 
 /// Decodes the octal escapes (`\040` for a space) of mountinfo fields.
