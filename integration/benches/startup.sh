@@ -15,7 +15,7 @@
 # --cgroup-view v1, the default on a host that mounts cgroup v2 beside v1
 # (hybrid), runs the whole benchmark in a private mount namespace in which
 # /sys/fs/cgroup/unified is unmounted, because crun rejects hybrid hosts.
-# Every runtime then sees the same cgroup v1 host. --cgroup-view host keeps
+# Every runtime then finds the same cgroup v1 host. --cgroup-view host keeps
 # the host's mounts.
 #
 # Environment: RUNS (timed runs per command, default 50), WARMUP (untimed
@@ -498,7 +498,7 @@ fi
 
 # conman run --rm (the manager) against conman-runtime run, of the bundle
 # above and of a bundle with the config.json that conman generates itself
-# (podman's capabilities and seccomp profile, a writable root), so that the
+# (podman's capabilities and seccomp profile, a writable root). The
 # difference between the last two is the manager's own work.
 manager_id=$("$conman" --root "$manager_root" create --rootfs "$rootfs" -- /bin/true)
 manager_config=$(ls "$manager_root"/containers/"$manager_id"*/config.json)

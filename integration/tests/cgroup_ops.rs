@@ -480,7 +480,7 @@ fn create_rejects_frozen_cgroup() {
 }
 
 /// A second container given the cgroup of a running one starts, with a
-/// warning on stderr that names the cgroup; the first, in an empty cgroup,
+/// warning on stderr that names the cgroup. The first, in an empty cgroup,
 /// gets none. No --log is given, so stderr is the only place for it.
 #[test]
 fn create_warns_about_occupied_cgroup() {
@@ -538,9 +538,9 @@ impl Drop for PodCgroup {
     }
 }
 
-/// v1 checks a new CFS period against the quota already set: under a pod
-/// limited to 50%, a container at 500 ms per 1 s may not move to a 10 ms
-/// period with its old quota, while the new quota and period together
+/// cgroup v1 checks a new CFS period against the quota already set. Under a
+/// pod limited to 50%, a container at 500 ms per 1 s may not move to a
+/// 10 ms period with its old quota, but the new quota and period together
 /// (30%) are allowed. The runtime writes the quota first when the period
 /// alone fails.
 #[test]

@@ -78,9 +78,9 @@ pub struct Record {
     pub own_pid_namespace: bool,
     #[serde(default)]
     pub owner: u32,
-    /// The runtime binary that the init runs until its execve, when `create`
-    /// did not re-execute from a protected view of it (see
-    /// `sealed_exe::init_needs_protection`); `exec` checks it.
+    /// The runtime binary that the init runs until its execve, recorded
+    /// when `create` did not re-execute from a protected view of it (see
+    /// `sealed_exe::init_needs_protection`). `exec` checks it.
     #[serde(default)]
     pub unprotected_init_exe: Option<crate::sealed_exe::ExecutableId>,
 }
