@@ -264,7 +264,8 @@ trap 'exit 130' INT TERM
 
 # Copies of the binaries, so that a rebuild during the run changes nothing.
 mkdir "$BENCH_WORK/bin"
-cp "$repo/target/release/conman-runtime" "$repo/target/release/conman" "$BENCH_WORK/bin/"
+release=$repo/target/$(uname -m)-unknown-linux-gnu/release
+cp "$release/conman-runtime" "$release/conman" "$BENCH_WORK/bin/"
 
 echo "work directory: $BENCH_WORK, container ids: ${BENCH_PREFIX}-*, results: $out"
 load=$(cut -d' ' -f1 /proc/loadavg)

@@ -5,7 +5,7 @@
 #
 #   integration/engines/run.sh [podman|containerd|docker|all]   (default: podman)
 #
-# Needs root, a release build (target/release/conman-runtime, or the
+# Needs root, a release build (target/ARCH-unknown-linux-gnu/release/conman-runtime, or the
 # binary named by CONMAN_RUNTIME), runc and a static /bin/busybox. Each
 # engine also needs its Debian packages: podman and conmon, containerd, or
 # docker.io.
@@ -21,7 +21,7 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-conman_bin=${CONMAN_RUNTIME:-$repo/target/release/conman-runtime}
+conman_bin=${CONMAN_RUNTIME:-$repo/target/$(uname -m)-unknown-linux-gnu/release/conman-runtime}
 runc_bin=${RUNC:-$(command -v runc || true)}
 
 engines_arg=${1:-podman}

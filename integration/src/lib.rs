@@ -40,11 +40,17 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 const TEMP_PREFIX: &str = "conman-it.";
 
 /// Returns the directory that contains the release binaries: `CONMAN_BIN_DIR`,
-/// or `target/release` of this workspace.
+/// or `release/` beside the profile directory of the running test
+/// executable. Cargo puts that executable in `<profile>/deps/`, and with the
+/// workspace's `.cargo/config.toml` the profiles are in `target/<host tuple>/`.
 pub fn bin_dir() -> PathBuf {
-    match std::env::var_os("CONMAN_BIN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target").join("release"),
+    if let Some(dir) = std::env::var_os("CONMAN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let test_executable = std::env::current_exe().unwrap_or_else(|err| panic!("find the test executable: {err}"));
+    match test_executable.ancestors().nth(3) {
+        Some(dir) => dir.join("release"),
+        None => panic!("{} is not in <profile>/deps/ below a target directory", test_executable.display()),
     }
 }
 
