@@ -163,6 +163,9 @@ enum ListFormat {
 }
 
 #[derive(Subcommand)]
+// Each subcommand's arguments are built only when that subcommand is
+// invoked, because building all of them took most of the heap of a `run`.
+#[command(defer = true)]
 enum Command {
     /// Create a container; its process waits until `start`.
     Create(CreateArgs),

@@ -31,7 +31,8 @@ struct Cli {
     command: Command,
 }
 
-/// Flags of `run` that change the container's configuration.
+// Flags of `run` that change the container's configuration. A plain
+// comment for the same reason as on `CreateArgs`.
 #[derive(clap::Args)]
 struct SettingsArgs {
     /// Set an environment variable (KEY=VALUE); repeatable.
@@ -142,8 +143,10 @@ impl SettingsArgs {
     }
 }
 
-/// Flags of `create` and `run` that are not part of the container's
-/// configuration.
+// Flags of `create` and `run` that are not part of the container's
+// configuration. This is a plain comment, because clap would turn a doc
+// comment into the help text of both subcommands once their arguments are
+// deferred.
 #[derive(clap::Args)]
 struct CreateArgs {
     /// Remove the container when it exits.
@@ -265,6 +268,9 @@ enum Format {
 }
 
 #[derive(Subcommand)]
+// Each subcommand's arguments are built only when that subcommand is
+// invoked, because building all of them took most of the heap of a `run`.
+#[command(defer = true)]
 enum Command {
     /// Run a command in a new container; in the foreground, wait for it.
     Run {
