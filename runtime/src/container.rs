@@ -534,6 +534,11 @@ impl Runtime {
                 return;
             }
         };
+        // The state costs a few reads (/proc, the freezer, /etc/passwd),
+        // so it is built only for hooks that will read it.
+        if hooks::of(&spec, kind).is_empty() {
+            return;
+        }
         let mut state = record.oci_state();
         if kind == hooks::Kind::Poststop {
             state.status = Status::Stopped;

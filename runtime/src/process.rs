@@ -158,12 +158,16 @@ fn kernel_has(cap: caps::Capability) -> bool {
     u32::from(cap.index()) <= last_cap()
 }
 
-/// Returns the highest capability number of the running kernel.
+/// Returns the highest capability number of the running kernel. The file is
+/// read once per process, because each capability set is checked against it.
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    static LAST_CAP: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST_CAP.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40)
+    })
 }
 
 /// Switches to the process's user: supplementary groups, gid, uid, umask.

@@ -69,6 +69,11 @@ fn mkdir_all_depth(root: RawFd, path: &Path, depth: u32) -> Result<OwnedFd> {
             io::Error::from_raw_os_error(libc::ELOOP),
         ));
     }
+    // Most mount points exist already, so one lookup of the whole path
+    // saves the lookup of each component.
+    if let Ok(fd) = open_in_root(root, path, libc::O_PATH | libc::O_DIRECTORY) {
+        return Ok(fd);
+    }
     let rel = relative(path);
     let mut prefix = PathBuf::new();
     let mut current = open_in_root(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY)
