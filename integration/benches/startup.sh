@@ -559,8 +559,10 @@ done
 printf 'name\tpath\tbytes\tlinking\n' >"$out/sizes.tsv"
 for path in "$BENCH_CONMAN_RUNTIME" "$conman" "$(command -v runc)" "$(command -v crun)"; do
 	path=$(realpath "$path")
-	if libraries=$(ldd "$path" 2>/dev/null); then
-		linking="dynamic: $(echo "$libraries" | grep -c '=>') shared libraries not counted"
+	# ldd succeeds on a static PIE too, printing "statically linked".
+	libraries=$(ldd "$path" 2>/dev/null | grep -c '=>' || true)
+	if [ "$libraries" -gt 0 ]; then
+		linking="dynamic: $libraries shared libraries not counted"
 	else
 		linking=static
 	fi
