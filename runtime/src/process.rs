@@ -12,8 +12,15 @@ use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimit, PosixRlimi
 
 use crate::error::{Context, Error, Result};
 
+/// Type of setrlimit(2)'s resource argument, which differs between glibc
+/// and musl.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
 /// Maps an OCI rlimit type to its resource number.
-pub fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
+pub fn rlimit_resource(typ: PosixRlimitType) -> RlimitResource {
     match typ {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
         PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,

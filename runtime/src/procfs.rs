@@ -17,7 +17,7 @@ use crate::error::{Context, Error, Result};
 use crate::sys::{openat, openat2, RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_XDEV};
 
 /// `f_type` of procfs in statfs(2).
-const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
 
 /// Inode number of the root directory of every procfs instance.
 const PROC_ROOT_INO: u64 = 1;
@@ -71,5 +71,8 @@ fn is_procfs(fd: &OwnedFd) -> Result<bool> {
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut stat) } < 0 {
         return Err(Error::last_os("statfs a file on /proc"));
     }
-    Ok(stat.f_type == PROC_SUPER_MAGIC)
+    // f_type is signed in glibc and unsigned in musl.
+    #[allow(clippy::unnecessary_cast)]
+    let fs_type = stat.f_type as u64;
+    Ok(fs_type == PROC_SUPER_MAGIC)
 }

@@ -21,6 +21,10 @@ use crate::error::{Context, Error, Result};
 use crate::mounts::{parse_options, rootfs_propagation, MountOptions};
 use crate::sys::{cstring, fd_path, mount, openat, openat2, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS};
 
+/// statvfs(2)'s flag for a relatime mount, which the libc crate defines
+/// for glibc only.
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 /// Inputs of the rootfs set-up besides the spec.
 pub struct RootfsContext<'a> {
     pub spec: &'a Spec,
@@ -415,7 +419,7 @@ fn locked_flags(fd: &OwnedFd) -> libc::c_ulong {
         (libc::ST_RDONLY, libc::MS_RDONLY),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ] {
         if stat.f_flag & st != 0 {
             flags |= ms;
