@@ -32,6 +32,21 @@ fn missing_config_json() {
 }
 
 #[test]
+fn bundle_is_a_file() {
+    let rt = Runtime::new();
+    let bundle = Bundle::new(&rt);
+    let config = bundle.path().join("config.json");
+    let id = rt.id("bundle-file");
+
+    let out = rt.output(&["create", "--bundle", config.to_str().unwrap(), &id]);
+
+    assert_one_line_failure(&out);
+    assert!(out.stderr.contains("not a directory"), "{out}");
+    assert!(out.stderr.contains("is --bundle the directory"), "{out}");
+    assert_no_leftovers(&rt, &id);
+}
+
+#[test]
 fn malformed_json() {
     let rt = Runtime::new();
     let bundle = Bundle::new(&rt);
@@ -152,6 +167,7 @@ fn duplicate_id() {
 
     assert_one_line_failure(&out);
     assert!(out.stderr.contains("already exists"), "{out}");
+    assert!(out.stderr.contains("delete --force"), "{out}");
     assert_eq!(rt.status(&id), "created", "the first container must survive");
     rt.ok(&["start", &id]);
     assert_eq!(rt.status(&id), "running");

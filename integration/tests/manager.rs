@@ -68,6 +68,7 @@ fn duplicate_name_rejected() {
     assert_eq!(second.code, 125, "{second}");
     assert!(second.stderr.contains("\"web\""), "the message does not name \"web\": {second}");
     assert!(second.stderr.contains(first_id.as_str()), "the message does not name {first_id}: {second}");
+    assert!(second.stderr.contains("conman rm web"), "the message does not say how to free the name: {second}");
     assert_eq!(entries(&conman.containers_dir()), kept, "the rejected run changed the store");
 }
 

@@ -19,7 +19,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
-    #[error("the name \"{name}\" is already in use by container {id}")]
+    #[error("the name \"{name}\" is already in use by container {id}: remove it with `conman rm {name}`, or choose another --name")]
     NameInUse { name: String, id: String },
 
     #[error("no container named or with id \"{0}\"")]

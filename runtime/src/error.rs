@@ -33,7 +33,7 @@ pub enum Error {
     #[error("container \"{0}\" does not exist")]
     NotFound(String),
 
-    #[error("container \"{0}\" already exists")]
+    #[error("container \"{0}\" already exists: remove it with `delete --force {0}`, or use another id")]
     AlreadyExists(String),
 
     #[error("invalid container id \"{0}\": use 1 to 1024 characters from [A-Za-z0-9_+.-], not starting with '.'")]

@@ -24,6 +24,12 @@ pub fn load(path: &Path) -> Result<Spec> {
                 message: "file not found (is --bundle the directory that holds config.json?)".into(),
             })
         }
+        Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+            return Err(Error::Config {
+                path: path.to_owned(),
+                message: "a component of the path is not a directory (is --bundle the directory that holds config.json?)".into(),
+            })
+        }
         Err(err) => return Err(Error::io(format!("read {}", path.display()), err)),
     };
     parse(&text).map_err(|message| Error::Config {
