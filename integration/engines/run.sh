@@ -5,9 +5,10 @@
 #
 #   integration/engines/run.sh [podman|containerd|docker|all]   (default: podman)
 #
-# Needs root, a release build (target/ARCH-unknown-linux-gnu/release/conman-runtime, or the
-# binary named by CONMAN_RUNTIME), runc and a static /bin/busybox. Each
-# engine also needs its Debian packages: podman and conmon, containerd, or
+# Needs root, a release build
+# (target/ARCH-unknown-linux-gnu/release/conman-runtime, or the binary
+# named by CONMAN_RUNTIME), runc and a static /bin/busybox. Each engine
+# also needs its Debian packages: podman and conmon, containerd, or
 # docker.io.
 # Every daemon and store lives under one temporary directory with its own
 # sockets, and is stopped and removed at the end; set KEEP=1 to keep that

@@ -25,6 +25,7 @@
 pub mod notify;
 mod x86_64;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator};
@@ -78,8 +79,8 @@ pub struct Filter {
 
 /// Returns the x86_64 number of a syscall name.
 pub fn syscall_number(name: &str) -> Option<u32> {
-    // A profile names hundreds of syscalls (podman's default names 437), so
-    // the table is searched by name in sorted order, not scanned each time.
+    // A profile names hundreds of syscalls (podman's default 437), so the
+    // lookup is a binary search in a copy of the table sorted by name.
     static BY_NAME: OnceLock<Vec<(&str, u32)>> = OnceLock::new();
     let by_name = BY_NAME.get_or_init(|| {
         let mut sorted = x86_64::SYSCALLS.to_vec();
@@ -188,10 +189,10 @@ impl Assembler {
 /// the action of each, not yet emitted.
 #[derive(Default)]
 struct UnconditionalRun {
-    actions: std::collections::BTreeMap<u32, u32>,
+    actions: BTreeMap<u32, u32>,
     /// Syscalls that an emitted run already decides. No later rule can
     /// match them, so they are left out of later runs.
-    decided: std::collections::HashSet<u32>,
+    decided: HashSet<u32>,
 }
 
 impl UnconditionalRun {
@@ -210,7 +211,7 @@ impl UnconditionalRun {
         if self.actions.is_empty() {
             return;
         }
-        let mut by_action: std::collections::BTreeMap<u32, Vec<(u32, u32)>> = std::collections::BTreeMap::new();
+        let mut by_action: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
         for (&nr, &action) in &self.actions {
             let ranges = by_action.entry(action).or_default();
             match ranges.last_mut() {
@@ -250,7 +251,7 @@ impl UnconditionalRun {
 /// mean either value, as in runc and libseccomp-based runtimes, instead of
 /// a rule that can never match.
 fn condition_groups(args: &[LinuxSeccompArg]) -> Vec<Vec<&LinuxSeccompArg>> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let repeats_index = args.iter().any(|arg| !seen.insert(arg.index()));
     if repeats_index {
         args.iter().map(|arg| vec![arg]).collect()
@@ -592,8 +593,9 @@ mod tests {
 
     #[test]
     fn many_rules_compile_to_ranges() {
-        // Every syscall of the table in one rule, as an allow-list profile
-        // has it, but for every seventh, which a later rule denies.
+        // One rule allows every syscall of the table whose number is not a
+        // multiple of 7. A later rule denies all of them, so only the
+        // multiples of 7 reach it.
         let names: Vec<&str> = x86_64::SYSCALLS.iter().map(|&(name, _)| name).collect();
         let denied: Vec<&str> = x86_64::SYSCALLS.iter().filter(|&&(_, nr)| nr % 7 == 0).map(|&(name, _)| name).collect();
         let allowed: Vec<&str> = names.iter().copied().filter(|name| !denied.contains(name)).collect();
